@@ -1,0 +1,32 @@
+"""Domain-Adversarial Neural Networks (Ganin et al., JMLR 2016) in TensorFlow 2 / Keras 3."""
+
+from dann.algorithm import DANN
+from dann.diagnostics import GradientCoverageError, gradient_coverage, gradient_flow, verify_gradients
+from dann.layers import GradientReversal, reverse_gradient
+from dann.loop import LoopSettings, fit
+from dann.models import DANNModel, build_dann_model, classifier_head, conv_stack, dense_stack
+
+__all__ = [
+    "DANN",
+    "DANNModel",
+    "GradientCoverageError",
+    "GradientReversal",
+    "LoopSettings",
+    "build_dann_model",
+    "classifier_head",
+    "conv_stack",
+    "dense_stack",
+    "fit",
+    "gradient_coverage",
+    "gradient_flow",
+    "load_model",
+    "reverse_gradient",
+    "verify_gradients",
+]
+
+
+def load_model(run_dir):
+    """The trained `DANNModel` of a finished run directory (see `dann.train`)."""
+    from dann.train import load_model as _load  # Hydra is imported only when needed
+
+    return _load(run_dir)

@@ -1,0 +1,126 @@
+"""DANN's training step: one tape, both losses, every trainable variable updated."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+import tensorflow as tf
+
+from dann import losses
+from dann.models import DANNModel
+
+Metrics = dict[str, tf.Tensor]
+GradientsAndVariables = list[tuple[tf.Tensor | None, tf.Variable]]
+
+
+class DANN:
+    """Domain-adversarial training of a `DANNModel` (Ganin et al., JMLR 2016, algorithm 1).
+
+    Each step feeds a labelled source batch and an unlabelled target batch through the
+    feature extractor in one pass, computes the label loss on source and the domain
+    loss on both domains (through the gradient reversal, scaled by lambda), and
+    applies the gradient of `label_loss + domain_loss_weight * domain_loss` to every
+    trainable variable of the model.
+
+    Args:
+        model: the three networks.
+        optimizer: a Keras optimizer; its learning rate may be a schedule of its steps.
+        adaptation_schedule: maps training progress `p` in [0, 1] to lambda
+            (see `dann.schedules`).
+        total_steps: the number of steps in the run, which defines `p = step / total_steps`.
+        domain_loss_weight: the weight of the domain loss in the total loss, >= 0.
+
+    Example:
+        >>> algorithm = DANN(model, keras.optimizers.SGD(0.01), SigmoidRamp(), total_steps=1000)
+        >>> metrics = algorithm.update(source_x, source_y, target_x, step=tf.constant(0))
+    """
+
+    def __init__(
+        self,
+        model: DANNModel,
+        optimizer: keras.optimizers.Optimizer,
+        adaptation_schedule: Callable[[tf.Tensor], tf.Tensor],
+        total_steps: int,
+        domain_loss_weight: float = 1.0,
+    ):
+        if total_steps < 1:
+            raise ValueError(f"DANN: total_steps must be >= 1. Received: total_steps={total_steps}")
+        if domain_loss_weight < 0:
+            raise ValueError(f"DANN: domain_loss_weight must be >= 0. Received: domain_loss_weight={domain_loss_weight}")
+        self.model = model
+        self.optimizer = optimizer
+        self.adaptation_schedule = adaptation_schedule
+        self.total_steps = total_steps
+        self.domain_loss_weight = domain_loss_weight
+        self.update = tf.function(self._update)
+        self.predict = tf.function(self._predict)
+
+    def adaptation_factor(self, step: tf.Tensor) -> tf.Tensor:
+        """Lambda at `step`, a float32 scalar."""
+        progress = tf.cast(step, tf.float32) / float(self.total_steps)
+        return tf.cast(self.adaptation_schedule(progress), tf.float32)
+
+    def forward(
+        self,
+        source_x: tf.Tensor,
+        source_y: tf.Tensor,
+        target_x: tf.Tensor,
+        lambda_: tf.Tensor,
+        training: bool = True,
+    ) -> Metrics:
+        """Losses and accuracies of one batch pair; differentiable in the model's variables.
+
+        Args:
+            source_x: `(N_s, ...)` source inputs.
+            source_y: `(N_s,)` integer source labels.
+            target_x: `(N_t, ...)` target inputs (their labels are never used).
+            lambda_: float32 scalar, the gradient reversal strength.
+            training: run dropout and batch norm in training mode.
+
+        Returns:
+            `label_loss`, `domain_loss` (nats), `label_accuracy` (source batch) and
+            `domain_accuracy` (both batches), float32 scalars.
+        """
+        num_source = tf.shape(source_x)[0]
+        features = self.model.feature_extractor(tf.concat([source_x, target_x], axis=0), training=training)
+        class_logits = self.model.label_classifier(features[:num_source], training=training)
+        domain_logits = self.model.domain_logits(features, lambda_, training=training)
+        return {
+            "label_loss": losses.label_loss(source_y, class_logits),
+            "domain_loss": losses.domain_loss(domain_logits, num_source),
+            "label_accuracy": _accuracy(tf.argmax(class_logits, axis=-1), source_y),
+            "domain_accuracy": _accuracy(
+                tf.reshape(domain_logits, [-1]) > 0,
+                losses.domain_labels(num_source, tf.shape(target_x)[0]) > 0.5,
+            ),
+        }
+
+    def total_loss(self, terms: Metrics) -> tf.Tensor:
+        """`label_loss + domain_loss_weight * domain_loss`."""
+        return terms["label_loss"] + self.domain_loss_weight * terms["domain_loss"]
+
+    def compute_gradients(
+        self, source_x: tf.Tensor, source_y: tf.Tensor, target_x: tf.Tensor, step: tf.Tensor
+    ) -> tuple[Metrics, GradientsAndVariables]:
+        """One forward and backward pass: the metrics, and a gradient for every trainable variable."""
+        lambda_ = self.adaptation_factor(step)
+        with tf.GradientTape() as tape:
+            terms = self.forward(source_x, source_y, target_x, lambda_, training=True)
+            loss = self.total_loss(terms)
+        variables = self.model.trainable_variables
+        gradients = tape.gradient(loss, variables)
+        return {**terms, "loss": loss, "lambda": lambda_}, list(zip(gradients, variables))
+
+    def _update(self, source_x: tf.Tensor, source_y: tf.Tensor, target_x: tf.Tensor, step: tf.Tensor) -> Metrics:
+        metrics, gradients_and_variables = self.compute_gradients(source_x, source_y, target_x, step)
+        learning_rate = self.optimizer.learning_rate  # the rate this step is taken with
+        self.optimizer.apply_gradients(gradients_and_variables)
+        return {**metrics, "learning_rate": tf.cast(learning_rate, tf.float32)}
+
+    def _predict(self, inputs: tf.Tensor) -> tf.Tensor:
+        return tf.argmax(self.model(inputs, training=False), axis=-1)
+
+
+def _accuracy(predicted: tf.Tensor, expected: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_mean(tf.cast(tf.equal(tf.cast(predicted, tf.int64), tf.cast(expected, tf.int64)), tf.float32))

@@ -1,0 +1,129 @@
+"""The config schema, and the builders that turn a composed config into objects.
+
+The schema (`TrainConfig`) types every scalar setting, so Hydra refuses unknown keys
+and wrong types before anything is built. Networks, data, optimizers and schedules
+are Hydra `_target_` nodes; see `configs/`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import keras
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.utils import instantiate
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from dann.algorithm import DANN
+from dann.data import DomainDatasets
+from dann.loop import LoopSettings
+from dann.models import DANNModel, build_dann_model
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class ModelConfig:
+    """`_target_` nodes of the three networks; the heads' output widths are set by the builder."""
+
+    feature_extractor: Any = MISSING
+    label_classifier: Any = MISSING
+    domain_classifier: Any = MISSING
+
+
+@dataclass
+class ScheduleConfig:
+    """`_target_` nodes of the lambda schedule and of the learning-rate schedule."""
+
+    adaptation: Any = MISSING
+    learning_rate: Any = MISSING
+
+
+@dataclass
+class TrainerConfig:
+    """Loop settings: see `dann.loop.LoopSettings`; `domain_loss_weight` as in `dann.algorithm.DANN`."""
+
+    steps: int = 1000
+    batch_size: int = 64
+    log_every: int = 100
+    eval_every: int = 500
+    eval_batch_size: int = 1000
+    domain_loss_weight: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    """The whole run: what `python -m dann.train` composes."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: Any = MISSING
+    optimizer: Any = MISSING
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    seed: int = 0
+
+
+def register_configs() -> None:
+    """Makes the schema available to `configs/train.yaml` as `train_schema`."""
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+def compose_config(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
+    """Composes `configs/<config_name>.yaml` with command-line style overrides, outside a Hydra app.
+
+    Example:
+        >>> cfg = compose_config(["+experiment=moons", "trainer.steps=100"])
+    """
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides))
+
+
+def build_datasets(cfg: DictConfig) -> DomainDatasets:
+    """The source and target datasets named by `cfg.data`."""
+    return instantiate(cfg.data)
+
+
+def build_model(cfg: DictConfig, datasets: DomainDatasets) -> DANNModel:
+    """The three networks of `cfg.model`, sized for `datasets` and composed."""
+    return build_dann_model(
+        feature_extractor=instantiate(cfg.model.feature_extractor, name="feature_extractor"),
+        label_classifier=instantiate(cfg.model.label_classifier, num_outputs=datasets.num_classes, name="label_classifier"),
+        domain_classifier=instantiate(cfg.model.domain_classifier, num_outputs=1, name="domain_classifier"),
+        input_shape=datasets.input_shape,
+    )
+
+
+def build_optimizer(cfg: DictConfig) -> keras.optimizers.Optimizer:
+    """`cfg.optimizer` with its `lr` as the initial rate of `cfg.schedule.learning_rate`."""
+    settings = OmegaConf.to_container(cfg.optimizer, resolve=True)
+    initial_rate = settings.pop("lr")
+    schedule = instantiate(cfg.schedule.learning_rate, initial_learning_rate=initial_rate, total_steps=cfg.trainer.steps)
+    return instantiate(settings, learning_rate=schedule)
+
+
+def build_algorithm(cfg: DictConfig, model: DANNModel) -> DANN:
+    """DANN training of `model` as `cfg` describes."""
+    return DANN(
+        model,
+        build_optimizer(cfg),
+        adaptation_schedule=instantiate(cfg.schedule.adaptation),
+        total_steps=cfg.trainer.steps,
+        domain_loss_weight=cfg.trainer.domain_loss_weight,
+    )
+
+
+def loop_settings(cfg: DictConfig) -> LoopSettings:
+    """The loop settings of `cfg.trainer`, seeded by `cfg.seed`."""
+    trainer = cfg.trainer
+    return LoopSettings(
+        steps=trainer.steps,
+        batch_size=trainer.batch_size,
+        log_every=trainer.log_every,
+        eval_every=trainer.eval_every,
+        eval_batch_size=trainer.eval_batch_size,
+        seed=cfg.seed,
+    )

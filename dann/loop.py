@@ -1,0 +1,122 @@
+"""The training loop: batches in, compiled updates, metrics logged, accuracy evaluated."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from dann.algorithm import DANN
+from dann.data import DomainDatasets, evaluation_batches, training_batches
+from dann.diagnostics import verify_gradients
+from dann.evaluation import accuracy
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite."""
+
+
+@dataclass
+class LoopSettings:
+    """How long to train and how often to report.
+
+    Attributes:
+        steps: number of updates, >= 1.
+        batch_size: examples per domain per update, >= 1.
+        log_every: steps between training-metric lines, >= 1.
+        eval_every: steps between test-accuracy evaluations, >= 1.
+        eval_batch_size: examples per evaluation batch, >= 1.
+        seed: the shuffling seed.
+    """
+
+    steps: int
+    batch_size: int
+    log_every: int
+    eval_every: int
+    eval_batch_size: int = 1000
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "log_every", "eval_every", "eval_batch_size"):
+            value = getattr(self, name)
+            if value < 1:
+                raise ValueError(f"trainer.{name} must be >= 1. Received: {name}={value}")
+
+
+def fit(algorithm: DANN, datasets: DomainDatasets, settings: LoopSettings, metrics_path: Path | None = None) -> dict:
+    """Trains `algorithm` on `datasets` and returns the final metrics.
+
+    Before the first update, `verify_gradients` checks that every trainable variable
+    gets a gradient and that the domain gradient reaches the features reversed.
+
+    Args:
+        algorithm: the model, optimizer and schedules to train.
+        datasets: source and target splits.
+        settings: steps, batch size and reporting intervals.
+        metrics_path: where to append one JSON line per logging or evaluation interval.
+
+    Returns:
+        `source_test_accuracy`, `target_test_accuracy`, `steps`, `train_seconds`.
+    """
+    batches = iter(training_batches(datasets, settings.batch_size, settings.seed))
+    tests = {
+        "source_test_accuracy": evaluation_batches(datasets.source_test, settings.eval_batch_size),
+        "target_test_accuracy": evaluation_batches(datasets.target_test, settings.eval_batch_size),
+    }
+    writer = _JsonLines(metrics_path)
+    window: list[dict[str, tf.Tensor]] = []
+    accuracies: dict[str, float] = {}
+    start = time.perf_counter()
+    for step in range(settings.steps):
+        (source_x, source_y), target_x = next(batches)
+        step_tensor = tf.constant(step, tf.int64)
+        if step == 0:
+            verify_gradients(algorithm, source_x, source_y, target_x, step_tensor)
+        window.append(algorithm.update(source_x, source_y, target_x, step_tensor))
+        done = step + 1
+        if done % settings.log_every == 0 or done == settings.steps:
+            record = _mean(window)
+            window.clear()
+            _check_finite(record, done)
+            writer.write({"step": done, "elapsed_seconds": time.perf_counter() - start, **record})
+            log.info("step %d/%d  %s", done, settings.steps, _format(record))
+        if done % settings.eval_every == 0 or done == settings.steps:
+            accuracies = {name: accuracy(algorithm.predict, split) for name, split in tests.items()}
+            writer.write({"step": done, "elapsed_seconds": time.perf_counter() - start, **accuracies})
+            log.info("step %d/%d  %s", done, settings.steps, _format(accuracies))
+    return {**accuracies, "steps": settings.steps, "train_seconds": time.perf_counter() - start}
+
+
+def _mean(window: list[dict[str, tf.Tensor]]) -> dict[str, float]:
+    return {key: float(np.mean([float(metrics[key]) for metrics in window])) for key in window[0]}
+
+
+def _check_finite(record: dict[str, float], step: int) -> None:
+    bad = [key for key in ("label_loss", "domain_loss", "loss") if not math.isfinite(record[key])]
+    if bad:
+        raise NonFiniteLossError(
+            f"{', '.join(bad)} became {record[bad[0]]} by step {step}. Lower optimizer.lr, "
+            "check the inputs for NaNs, or shorten the lambda ramp (schedule.adaptation)."
+        )
+
+
+def _format(record: dict[str, float]) -> str:
+    return "  ".join(f"{key}={value:.4g}" for key, value in record.items())
+
+
+class _JsonLines:
+    def __init__(self, path: Path | None):
+        self.path = path
+
+    def write(self, record: dict) -> None:
+        if self.path is not None:
+            with open(self.path, "a") as stream:
+                stream.write(json.dumps(record) + "\n")

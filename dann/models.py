@@ -1,0 +1,210 @@
+"""The three DANN networks, their builders, and their composition into one model.
+
+Builders return `keras.Sequential` networks that infer their input width when first
+called, so a head is sized from whatever the feature extractor emits, never from a
+literal. Configs name a builder with Hydra's `_target_` (see `configs/model/`).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import tensorflow as tf
+
+from dann.layers import GradientReversal
+
+COMPONENTS = ("feature_extractor", "label_classifier", "domain_classifier")
+
+
+def dense_stack(
+    units: Sequence[int],
+    activation: str = "relu",
+    dropout: float = 0.0,
+    name: str = "dense_stack",
+) -> keras.Sequential:
+    """A multilayer perceptron whose every layer is activated: a feature extractor.
+
+    Args:
+        units: width of each hidden layer, e.g. `[15]`.
+        activation: Keras activation name.
+        dropout: dropout rate after each layer, in [0, 1).
+        name: the network's name.
+
+    Input shape:
+        `(batch, ...)`, flattened first.
+
+    Output shape:
+        `(batch, units[-1])`.
+    """
+    _check_units(name, units, allow_empty=False)
+    layers: list[keras.layers.Layer] = [keras.layers.Flatten()]
+    for width in units:
+        layers.append(keras.layers.Dense(width, activation=activation))
+        if dropout:
+            layers.append(keras.layers.Dropout(dropout))
+    return keras.Sequential(layers, name=name)
+
+
+def conv_stack(
+    filters: Sequence[int] = (32, 48),
+    kernel_size: int = 5,
+    pool_size: int = 2,
+    activation: str = "relu",
+    padding: str = "valid",
+    batch_norm: bool = False,
+    dropout: float = 0.0,
+    name: str = "conv_stack",
+) -> keras.Sequential:
+    """Convolution blocks (conv, optional batch norm, activation, max-pool), then flatten.
+
+    The defaults are the paper's MNIST feature extractor: conv 5x5x32, max-pool 2,
+    conv 5x5x48, max-pool 2; on 28x28 inputs it emits 4 * 4 * 48 = 768 features.
+
+    Args:
+        filters: output channels of each convolution.
+        kernel_size: square kernel side, in pixels.
+        pool_size: square max-pool side and stride, in pixels.
+        activation: Keras activation name.
+        padding: `"valid"` or `"same"`.
+        batch_norm: add batch normalisation after each convolution.
+        dropout: dropout rate after the last block, in [0, 1).
+        name: the network's name.
+
+    Input shape:
+        `(batch, height, width, channels)`.
+
+    Output shape:
+        `(batch, features)`.
+    """
+    _check_units(name, filters, allow_empty=False)
+    layers: list[keras.layers.Layer] = []
+    for channels in filters:
+        layers.append(keras.layers.Conv2D(channels, kernel_size, padding=padding, use_bias=not batch_norm))
+        if batch_norm:
+            layers.append(keras.layers.BatchNormalization())
+        layers.append(keras.layers.Activation(activation))
+        layers.append(keras.layers.MaxPooling2D(pool_size))
+    if dropout:
+        layers.append(keras.layers.Dropout(dropout))
+    layers.append(keras.layers.Flatten())
+    return keras.Sequential(layers, name=name)
+
+
+def classifier_head(
+    hidden_units: Sequence[int],
+    num_outputs: int,
+    activation: str = "relu",
+    dropout: float = 0.0,
+    name: str = "classifier_head",
+) -> keras.Sequential:
+    """Hidden dense layers, then a linear layer of `num_outputs` logits.
+
+    Used for both heads: the label classifier (`num_outputs` = number of classes)
+    and the domain classifier (`num_outputs` = 1, the logit of "target").
+
+    Args:
+        hidden_units: width of each hidden layer; empty for a linear head.
+        num_outputs: number of logits; set by the model builder, not by config.
+        activation: Keras activation name of the hidden layers.
+        dropout: dropout rate after each hidden layer, in [0, 1).
+        name: the network's name.
+
+    Input shape:
+        `(batch, features)`.
+
+    Output shape:
+        `(batch, num_outputs)`, unnormalised logits.
+    """
+    _check_units(name, hidden_units, allow_empty=True)
+    if num_outputs < 1:
+        raise ValueError(f"{name}: num_outputs must be >= 1. Received: num_outputs={num_outputs}")
+    layers: list[keras.layers.Layer] = []
+    for width in hidden_units:
+        layers.append(keras.layers.Dense(width, activation=activation))
+        if dropout:
+            layers.append(keras.layers.Dropout(dropout))
+    layers.append(keras.layers.Dense(num_outputs, name="logits"))
+    return keras.Sequential(layers, name=name)
+
+
+@keras.saving.register_keras_serializable(package="dann")
+class DANNModel(keras.Model):
+    """Feature extractor, label classifier, and domain classifier behind a gradient reversal.
+
+    `call` is the deployed classifier (features, then label logits); training code
+    reaches the parts through the attributes below and `domain_logits`.
+
+    Args:
+        feature_extractor: maps inputs to features `(batch, F)`.
+        label_classifier: maps features to class logits `(batch, num_classes)`.
+        domain_classifier: maps features to one domain logit `(batch, 1)`; the domain
+            label is 0 for source and 1 for target throughout `dann`.
+
+    Call arguments:
+        inputs: images or vectors `(batch, ...)`.
+        training: whether dropout and batch norm run in training mode.
+
+    Output shape:
+        `(batch, num_classes)` class logits.
+    """
+
+    def __init__(
+        self,
+        feature_extractor: keras.Model,
+        label_classifier: keras.Model,
+        domain_classifier: keras.Model,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.feature_extractor = feature_extractor
+        self.label_classifier = label_classifier
+        self.domain_classifier = domain_classifier
+        self.gradient_reversal = GradientReversal(name="gradient_reversal")
+
+    @property
+    def components(self) -> dict[str, keras.Model]:
+        """The three networks by name, in the order data flows through them."""
+        return {name: getattr(self, name) for name in COMPONENTS}
+
+    def call(self, inputs, training=None):
+        return self.label_classifier(self.feature_extractor(inputs, training=training), training=training)
+
+    def domain_logits(self, features: tf.Tensor, lambda_: tf.Tensor, training=None) -> tf.Tensor:
+        """Domain logits `(batch, 1)` of features `(batch, F)`, through the gradient reversal."""
+        return self.domain_classifier(self.gradient_reversal(features, lambda_=lambda_), training=training)
+
+    def build(self, input_shape):
+        self.feature_extractor.build(input_shape)
+        features_shape = self.feature_extractor.compute_output_shape(input_shape)
+        self.label_classifier.build(features_shape)
+        self.domain_classifier.build(features_shape)
+        self.built = True
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        for name, network in self.components.items():
+            config[name] = keras.saving.serialize_keras_object(network)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict) -> "DANNModel":
+        networks = {name: keras.saving.deserialize_keras_object(config.pop(name)) for name in COMPONENTS}
+        return cls(**networks, **config)
+
+
+def build_dann_model(
+    feature_extractor: keras.Model,
+    label_classifier: keras.Model,
+    domain_classifier: keras.Model,
+    input_shape: Sequence[int],
+) -> DANNModel:
+    """Composes three networks into a built `DANNModel` for inputs `(batch, *input_shape)`."""
+    model = DANNModel(feature_extractor, label_classifier, domain_classifier, name="dann")
+    model.build((None, *input_shape))
+    return model
+
+
+def _check_units(name: str, units: Sequence[int], allow_empty: bool) -> None:
+    if (not units and not allow_empty) or any(int(u) < 1 for u in units):
+        raise ValueError(f"{name}: layer widths must be positive integers. Received: {list(units)}")
