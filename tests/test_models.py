@@ -1,0 +1,65 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dann.models import DANNModel, build_dann_model, classifier_head, conv_stack, dense_stack
+
+
+def _paper_mnist_model():
+    return build_dann_model(
+        conv_stack(name="feature_extractor"),
+        classifier_head([100, 100], num_outputs=10, name="label_classifier"),
+        classifier_head([100], num_outputs=1, name="domain_classifier"),
+        input_shape=(28, 28, 3),
+    )
+
+
+def test_paper_mnist_architecture_shapes():
+    model = _paper_mnist_model()
+    x = tf.zeros((5, 28, 28, 3))
+    features = model.feature_extractor(x)
+    assert features.shape == (5, 4 * 4 * 48)
+    assert model(x).shape == (5, 10)
+    assert model.domain_logits(features, tf.constant(1.0)).shape == (5, 1)
+    conv_channels = [layer.filters for layer in model.feature_extractor.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert conv_channels == [32, 48]
+    dense_units = [layer.units for layer in model.label_classifier.layers]
+    assert dense_units == [100, 100, 10]
+    assert [layer.units for layer in model.domain_classifier.layers] == [100, 1]
+
+
+def test_components_are_exposed_in_order():
+    model = _paper_mnist_model()
+    assert list(model.components) == ["feature_extractor", "label_classifier", "domain_classifier"]
+    owned = sum(len(network.trainable_variables) for network in model.components.values())
+    assert owned == len(model.trainable_variables)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = build_dann_model(
+        dense_stack([8], name="feature_extractor"),
+        classifier_head([], num_outputs=3, name="label_classifier"),
+        classifier_head([4], num_outputs=1, name="domain_classifier"),
+        input_shape=(5,),
+    )
+    x = tf.random.normal((7, 5))
+    model.save(tmp_path / "model.keras")
+    restored = keras.saving.load_model(tmp_path / "model.keras")
+    assert isinstance(restored, DANNModel)
+    np.testing.assert_allclose(restored(x).numpy(), model(x).numpy(), rtol=1e-6)
+    features = restored.feature_extractor(x)
+    np.testing.assert_allclose(
+        restored.domain_logits(features, tf.constant(1.0)).numpy(),
+        model.domain_logits(model.feature_extractor(x), tf.constant(1.0)).numpy(),
+        rtol=1e-6,
+    )
+
+
+@pytest.mark.parametrize(
+    "build",
+    [lambda: dense_stack([]), lambda: conv_stack(filters=[0]), lambda: classifier_head([10], num_outputs=0)],
+)
+def test_bad_widths_are_refused(build):
+    with pytest.raises(ValueError, match="Received"):
+        build()
