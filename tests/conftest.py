@@ -14,11 +14,10 @@ _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 from dann.config import compose_config  # noqa: E402
-
-TINY = ["trainer.steps=20", "trainer.log_every=10", "trainer.eval_every=20", "trainer.batch_size=16"]
+from tests_support import TINY_OVERRIDES  # noqa: E402
 
 
 @pytest.fixture
 def tiny_moons_cfg():
     """The moons experiment, shrunk to a few steps."""
-    return compose_config(["+experiment=moons", "data.num_train=64", "data.num_test=64", *TINY])
+    return compose_config(["+experiment=moons", "data.num_train=64", "data.num_test=64", *TINY_OVERRIDES])

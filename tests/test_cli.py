@@ -1,0 +1,69 @@
+"""The command-line entry points, run as a user runs them: in a subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import dann
+from tests_support import TINY_OVERRIDES
+
+
+def _run(module, *args, cwd):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_train_writes_a_complete_run_directory(tmp_path):
+    run_dir = tmp_path / "run"
+    done = _run("dann.train", "+experiment=moons", *TINY_OVERRIDES, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    results = json.loads((run_dir / "results.json").read_text())
+    assert {"source_test_accuracy", "target_test_accuracy", "steps", "train_seconds", "seed"} <= set(results)
+    assert results["steps"] == 20 and results["seed"] == 0
+    assert 0.0 <= results["target_test_accuracy"] <= 1.0
+
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert all({"step", "elapsed_seconds"} <= set(line) for line in lines)
+    assert [line["step"] for line in lines if "label_loss" in line] == [10, 20]
+    evaluations = [line for line in lines if "target_test_accuracy" in line]
+    assert [line["step"] for line in evaluations] == [20]
+    assert evaluations[-1]["target_test_accuracy"] == results["target_test_accuracy"]
+
+    assert "steps: 20" in (run_dir / "config.yaml").read_text()
+    model = dann.load_model(run_dir)
+    logits = model(tf.zeros((3, 2)))
+    assert logits.shape == (3, 2) and np.isfinite(logits.numpy()).all()
+
+
+def test_diagnose_prints_tables_and_exits_zero(tmp_path):
+    done = _run("dann.diagnose", "+experiment=moons", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "every trainable variable gets a gradient" in done.stdout
+    assert "flow: as DANN requires" in done.stdout
+    assert list(tmp_path.iterdir()) == []  # diagnosing writes nothing
+
+
+def test_config_typo_fails_before_training_with_a_clear_message(tmp_path):
+    run_dir = tmp_path / "run"
+    done = _run("dann.train", "+experiment=moons", "trainer.stepz=5", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert done.returncode != 0
+    assert "stepz" in done.stderr
+    assert not (run_dir / "results.json").exists()
+
+
+@pytest.mark.slow
+def test_multirun_sweeps_seeds(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    done = _run(
+        "dann.train", "-m", "+experiment=moons", "seed=0,1", *TINY_OVERRIDES, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seeds = sorted(json.loads((sweep_dir / str(job) / "results.json").read_text())["seed"] for job in (0, 1))
+    assert seeds == [0, 1]

@@ -1,0 +1,64 @@
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from dann.config import CONFIG_DIR, build_algorithm, build_datasets, build_model, build_optimizer, compose_config
+from dann.schedules import AnnealedLearningRate, ConstantLambda, SigmoidRamp
+
+EXPERIMENTS = sorted(path.stem for path in (CONFIG_DIR / "experiment").glob("*.yaml"))
+
+
+def test_base_config_composes_with_defaults():
+    cfg = compose_config()
+    assert cfg.schedule.adaptation._target_ == "dann.schedules.SigmoidRamp"
+    assert cfg.schedule.learning_rate._target_ == "dann.schedules.AnnealedLearningRate"
+    assert cfg.optimizer._target_ == "keras.optimizers.SGD"
+    assert OmegaConf.is_missing(cfg, "seed") is False
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_and_builds(experiment):
+    cfg = compose_config([f"+experiment={experiment}", "trainer.steps=10"])
+    datasets = build_datasets(cfg)
+    algorithm = build_algorithm(cfg, build_model(cfg, datasets))
+    assert algorithm.total_steps == 10
+    assert len(algorithm.model.trainable_variables) > 0
+
+
+def test_command_line_overrides_reach_the_objects():
+    cfg = compose_config(["+experiment=moons", "optimizer.lr=0.005", "trainer.steps=2000"])
+    schedule = build_optimizer(cfg).get_config()["learning_rate"]
+    assert schedule["class_name"] == AnnealedLearningRate.__name__
+    assert (schedule["config"]["initial_learning_rate"], schedule["config"]["total_steps"]) == (0.005, 2000)
+
+
+def test_source_only_experiment_sets_lambda_to_zero():
+    cfg = compose_config(["+experiment=moons_source_only"])
+    algorithm = build_algorithm(cfg, build_model(cfg, build_datasets(cfg)))
+    assert isinstance(algorithm.adaptation_schedule, ConstantLambda)
+    assert algorithm.adaptation_schedule.value == 0.0
+    assert cfg.trainer.steps == compose_config(["+experiment=moons"]).trainer.steps
+
+
+def test_group_override_swaps_the_schedule():
+    cfg = compose_config(["schedule/adaptation=constant", "schedule.adaptation.value=0.5"])
+    algorithm = build_algorithm(cfg, build_model(cfg, build_datasets(cfg)))
+    assert isinstance(algorithm.adaptation_schedule, ConstantLambda)
+    assert not isinstance(algorithm.adaptation_schedule, SigmoidRamp)
+
+
+@pytest.mark.parametrize(
+    "override, mentions",
+    [
+        ("trainer.stepz=5", "stepz"),
+        ("optimizer.learning_rat=0.1", "learning_rat"),
+        ("model.feature_extractor.unitz=[3]", "unitz"),
+        ("trainer.steps=many", "steps"),
+        ("seed=zero", "seed"),
+        ("+experiment=no_such_experiment", "no_such_experiment"),
+    ],
+)
+def test_typos_and_wrong_types_are_refused_at_composition(override, mentions):
+    with pytest.raises(ConfigCompositionException) as caught:
+        compose_config([override])
+    assert mentions in str(caught.value) + str(caught.value.__cause__)
