@@ -68,8 +68,8 @@ def fit(algorithm: DANN, datasets: DomainDatasets, settings: LoopSettings, metri
     """
     batches = iter(training_batches(datasets, settings.batch_size, settings.seed))
     tests = {
-        "source_test_accuracy": evaluation_batches(datasets.source_test, settings.eval_batch_size),
-        "target_test_accuracy": evaluation_batches(datasets.target_test, settings.eval_batch_size),
+        "source_test_accuracy": evaluation_batches(datasets.source_test, settings.eval_batch_size, datasets.normalize),
+        "target_test_accuracy": evaluation_batches(datasets.target_test, settings.eval_batch_size, datasets.normalize),
     }
     writer = _JsonLines(metrics_path)
     window: list[dict[str, tf.Tensor]] = []

@@ -1,6 +1,23 @@
-"""Datasets: source/target pairs and the batches a training step consumes."""
+"""Datasets: source/target pairs from TFDS or numpy, and the batches a training step consumes.
+
+Importing this package registers the `mnist_m` TFDS builder.
+"""
 
 from dann.data.domains import DomainDatasets, evaluation_batches, training_batches
+from dann.data.mnist_m import CorruptDataError, MissingDataError, MnistM
 from dann.data.moons import moons_domains
+from dann.data.tfds_domains import ImagePreprocessing, dataset_builder, load_split, tfds_domains
 
-__all__ = ["DomainDatasets", "evaluation_batches", "moons_domains", "training_batches"]
+__all__ = [
+    "CorruptDataError",
+    "DomainDatasets",
+    "ImagePreprocessing",
+    "MissingDataError",
+    "MnistM",
+    "dataset_builder",
+    "evaluation_batches",
+    "load_split",
+    "moons_domains",
+    "tfds_domains",
+    "training_batches",
+]

@@ -1,0 +1,158 @@
+"""Source and target domains from TensorFlow Datasets, by name, with image preprocessing.
+
+Any pair of TFDS image-classification datasets with the same classes works, e.g.
+`mnist` -> `mnist_m` (the reference) or `svhn_cropped` -> `mnist`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from dann.data.domains import DomainDatasets
+from dann.data.mnist_m import CorruptDataError, MissingDataError
+
+
+@dataclass(frozen=True)
+class ImagePreprocessing:
+    """How images become model inputs: same channels and size for both domains, then normalised.
+
+    `prepare` runs once per example before caching (uint8 stays uint8); `normalize`
+    runs per batch: `(x / 255 - mean) / std`, float32.
+
+    Attributes:
+        image_size: `(height, width)` in pixels.
+        channels: 3 (grey images are repeated) or 1 (colour images are averaged).
+        mean, std: per-channel statistics of the [0, 1]-scaled images, one value each
+            or one per channel.
+    """
+
+    image_size: tuple[int, int] = (28, 28)
+    channels: int = 3
+    mean: tuple[float, ...] = (0.5,)
+    std: tuple[float, ...] = (0.5,)
+
+    def __post_init__(self):
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3. Received: channels={self.channels}")
+        if len(self.image_size) != 2 or min(self.image_size) < 1:
+            raise ValueError(f"image_size must be (height, width) in pixels. Received: image_size={self.image_size}")
+        if any(s <= 0 for s in self.std):
+            raise ValueError(f"std must be > 0. Received: std={self.std}")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (*self.image_size, self.channels)
+
+    def prepare(self, image: tf.Tensor) -> tf.Tensor:
+        """`(H, W, C)` uint8 -> `(*image_size, channels)` uint8."""
+        if image.shape[-1] != self.channels:
+            image = tf.image.grayscale_to_rgb(image) if self.channels == 3 else tf.image.rgb_to_grayscale(image)
+        if tuple(image.shape[:2]) != tuple(self.image_size):
+            image = tf.image.resize(image, self.image_size, antialias=True)
+            image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+        return image
+
+    def normalize(self, images: tf.Tensor) -> tf.Tensor:
+        """`(B, H, W, C)` uint8 -> float32, `(images / 255 - mean) / std`."""
+        scaled = tf.cast(images, tf.float32) / 255.0
+        return (scaled - tf.constant(self.mean, tf.float32)) / tf.constant(self.std, tf.float32)
+
+
+def load_split(name: str, split: str, data_dir: str | None = None) -> tf.data.Dataset:
+    """`(image, label)` examples of a TFDS split, preparing (and downloading) the dataset if needed.
+
+    Args:
+        name: TFDS name, with an optional config: `"mnist"`, `"mnist_m/original"`.
+        split: split name, with optional TFDS slicing: `"train"`, `"test[:1000]"`.
+        data_dir: the TFDS data directory; `None` follows TFDS (`TFDS_DATA_DIR`, else
+            `~/tensorflow_datasets`).
+    """
+    builder = dataset_builder(name, data_dir)
+    base_split = split.split("[")[0]
+    if base_split not in builder.info.splits:
+        raise MissingDataError(
+            f"{name} has no split '{base_split}' in {builder.data_dir} (it has: {', '.join(builder.info.splits) or 'none'}). "
+            "A split whose files were absent when the dataset was built is not generated: add them and rebuild "
+            f"(delete {builder.data_dir})."
+        )
+    return builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+
+
+def dataset_builder(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:
+    """The prepared TFDS builder of `name`; prepares it first (downloading what is missing) when it is not."""
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError as error:
+        raise ValueError(f"Unknown dataset {name!r}: {str(error).splitlines()[0]}") from None
+    if builder.is_prepared():
+        return builder
+    try:
+        builder.download_and_prepare()
+    except (MissingDataError, CorruptDataError):
+        raise
+    except Exception as error:  # offline: TFDS raises many kinds of network errors
+        raise MissingDataError(
+            f"{name} is not prepared in {builder.data_dir_root} and could not be downloaded "
+            f"({type(error).__name__}: {str(error)[:300]}). Connect to the internet, or put a prepared copy in "
+            f"{builder.data_dir}."
+        ) from None
+    return builder
+
+
+def tfds_domains(
+    source: str,
+    target: str,
+    data_dir: str | None = None,
+    image_size: Sequence[int] = (28, 28),
+    channels: int = 3,
+    mean: Sequence[float] = (0.5,),
+    std: Sequence[float] = (0.5,),
+    source_train_split: str = "train",
+    target_train_split: str = "train",
+    source_test_split: str = "test",
+    target_test_split: str = "test",
+) -> DomainDatasets:
+    """Source and target domains from TFDS names, preprocessed alike.
+
+    Args:
+        source: labelled source dataset, e.g. `"mnist"`.
+        target: target dataset, e.g. `"mnist_m"`; its training labels are not used by DANN.
+        data_dir: the TFDS data directory (see `load_split`).
+        image_size, channels, mean, std: see `ImagePreprocessing`.
+        source_train_split, target_train_split, source_test_split, target_test_split:
+            TFDS split names, slicing allowed (`"train[:512]"`).
+
+    Raises:
+        ValueError: when the two datasets' label spaces differ.
+    """
+    _check_same_classes(source, target, data_dir)
+    preprocessing = ImagePreprocessing(tuple(image_size), channels, tuple(mean), tuple(std))
+
+    def split(name: str, split_name: str) -> tf.data.Dataset:
+        examples = load_split(name, split_name, data_dir)
+        return examples.map(lambda x, y: (preprocessing.prepare(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+
+    return DomainDatasets(
+        source_train=split(source, source_train_split),
+        target_train=split(target, target_train_split),
+        source_test=split(source, source_test_split),
+        target_test=split(target, target_test_split),
+        num_classes=dataset_builder(source, data_dir).info.features["label"].num_classes,
+        input_shape=preprocessing.input_shape,
+        normalize=preprocessing.normalize,
+    )
+
+
+def _check_same_classes(source: str, target: str, data_dir: str | None) -> None:
+    labels = {name: dataset_builder(name, data_dir).info.features["label"] for name in (source, target)}
+    source_names, target_names = labels[source].names, labels[target].names
+    if source_names != target_names:
+        raise ValueError(
+            f"{source} and {target} have different label spaces ({labels[source].num_classes} classes "
+            f"{source_names[:5]}... vs {labels[target].num_classes} classes {target_names[:5]}...): DANN transfers "
+            "one classifier between domains that share their classes. Pick a pair with the same classes."
+        )
