@@ -119,7 +119,12 @@ class DANN:
         return {**metrics, "learning_rate": tf.cast(learning_rate, tf.float32)}
 
     def _predict(self, inputs: tf.Tensor) -> tf.Tensor:
-        return tf.argmax(self.model(inputs, training=False), axis=-1)
+        return predicted_classes(self.model, inputs)
+
+
+def predicted_classes(model: keras.Model, inputs: tf.Tensor) -> tf.Tensor:
+    """`(B,)` int64 class indices that `model` predicts for `inputs` `(B, ...)`."""
+    return tf.argmax(model(inputs, training=False), axis=-1)
 
 
 def _accuracy(predicted: tf.Tensor, expected: tf.Tensor) -> tf.Tensor:

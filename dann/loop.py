@@ -15,7 +15,7 @@ import tensorflow as tf
 from dann.algorithm import DANN
 from dann.data import DomainDatasets, evaluation_batches, training_batches
 from dann.diagnostics import verify_gradients
-from dann.evaluation import accuracy
+from dann.evaluation import evaluate_classifier
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,10 @@ def fit(algorithm: DANN, datasets: DomainDatasets, settings: LoopSettings, metri
             writer.write({"step": done, "elapsed_seconds": time.perf_counter() - start, **record})
             log.info("step %d/%d  %s", done, settings.steps, _format(record))
         if done % settings.eval_every == 0 or done == settings.steps:
-            accuracies = {name: accuracy(algorithm.predict, split) for name, split in tests.items()}
+            accuracies = {
+                name: evaluate_classifier(algorithm.predict, split, datasets.num_classes)["accuracy"]
+                for name, split in tests.items()
+            }
             writer.write({"step": done, "elapsed_seconds": time.perf_counter() - start, **accuracies})
             log.info("step %d/%d  %s", done, settings.steps, _format(accuracies))
     return {**accuracies, "steps": settings.steps, "train_seconds": time.perf_counter() - start}

@@ -3,7 +3,8 @@
 A finished run directory (`hydra.run.dir`) holds:
   config.yaml     the resolved config
   metrics.jsonl   one JSON line per logging or evaluation interval
-  results.json    final accuracies, steps, train_seconds, seed
+  results.json    final accuracies, steps, train_seconds, seed, and domain separability
+                  (domain classifier accuracy, proxy A-distance of inputs and of features)
   model.keras     the trained `DANNModel`; load it with `dann.load_model(run_dir)`
 """
 
@@ -19,6 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from dann.config import build_algorithm, build_datasets, build_model, loop_settings, register_configs
+from dann.evaluation import domain_metrics
 from dann.loop import fit
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     results = fit(algorithm, datasets, settings, metrics_path=run_dir / "metrics.jsonl")
     model.save(run_dir / MODEL_FILE)
     results["seed"] = cfg.seed
+    results.update(domain_metrics(model, datasets, seed=cfg.seed))
     (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     log.info("results in %s: %s", run_dir, results)
     return results

@@ -7,8 +7,6 @@ Any pair of TFDS image-classification datasets with the same classes works, e.g.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
-
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -36,6 +34,9 @@ class ImagePreprocessing:
     std: tuple[float, ...] = (0.5,)
 
     def __post_init__(self):
+        # Configs hand over lists; keep the frozen dataclass hashable and comparable.
+        for name in ("image_size", "mean", "std"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3. Received: channels={self.channels}")
         if len(self.image_size) != 2 or min(self.image_size) < 1:
@@ -107,10 +108,7 @@ def tfds_domains(
     source: str,
     target: str,
     data_dir: str | None = None,
-    image_size: Sequence[int] = (28, 28),
-    channels: int = 3,
-    mean: Sequence[float] = (0.5,),
-    std: Sequence[float] = (0.5,),
+    preprocessing: ImagePreprocessing = ImagePreprocessing(),
     source_train_split: str = "train",
     target_train_split: str = "train",
     source_test_split: str = "test",
@@ -122,7 +120,7 @@ def tfds_domains(
         source: labelled source dataset, e.g. `"mnist"`.
         target: target dataset, e.g. `"mnist_m"`; its training labels are not used by DANN.
         data_dir: the TFDS data directory (see `load_split`).
-        image_size, channels, mean, std: see `ImagePreprocessing`.
+        preprocessing: how images become inputs, the same for both domains.
         source_train_split, target_train_split, source_test_split, target_test_split:
             TFDS split names, slicing allowed (`"train[:512]"`).
 
@@ -130,7 +128,6 @@ def tfds_domains(
         ValueError: when the two datasets' label spaces differ.
     """
     _check_same_classes(source, target, data_dir)
-    preprocessing = ImagePreprocessing(tuple(image_size), channels, tuple(mean), tuple(std))
 
     def split(name: str, split_name: str) -> tf.data.Dataset:
         examples = load_split(name, split_name, data_dir)

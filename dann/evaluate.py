@@ -1,0 +1,60 @@
+"""`python -m dann.evaluate run_dir=PATH dataset=NAME split=SPLIT`: accuracy of a finished run.
+
+Loads the run's model and its preprocessing (from the run's `config.yaml`), evaluates it
+on any dataset and split TFDS knows (`mnist_m/original`, `svhn_cropped`, `test[:1000]`),
+prints overall and per-class accuracy, and writes them to
+`<run_dir>/eval_<dataset>_<split>.json` (`/` in the dataset name becomes `_`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import hydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from dann.algorithm import predicted_classes
+from dann.data import evaluation_batches, load_split
+from dann.evaluation import evaluate_classifier
+from dann.train import load_model
+
+
+def evaluate_run(run_dir: str | Path, dataset: str, split: str = "test", data_dir: str | None = None, batch_size: int = 1000) -> dict:
+    """Evaluates the model of `run_dir` on `dataset`/`split`; writes and returns the figures."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.yaml"
+    if not config_path.exists():
+        raise FileNotFoundError(f"{config_path} does not exist: is {run_dir} a `python -m dann.train` run directory?")
+    data_cfg = OmegaConf.load(config_path).data
+    if "preprocessing" not in data_cfg:
+        raise ValueError(f"{run_dir} was trained on {data_cfg._target_}, not on TFDS images: there is no dataset to pick.")
+    preprocessing = instantiate(data_cfg.preprocessing)
+    model = load_model(run_dir)
+    examples = load_split(dataset, split, data_dir if data_dir is not None else data_cfg.data_dir)
+    examples = examples.map(lambda x, y: (preprocessing.prepare(x), y))
+    num_classes = model.label_classifier.output_shape[-1]
+    figures = evaluate_classifier(
+        lambda x: predicted_classes(model, x), evaluation_batches(examples, batch_size, preprocessing.normalize), num_classes
+    )
+    figures = {"dataset": dataset, "split": split, **figures}
+    (run_dir / f"eval_{_file_part(dataset)}_{_file_part(split)}.json").write_text(json.dumps(figures, indent=2) + "\n")
+    return figures
+
+
+def _file_part(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    figures = evaluate_run(cfg.run_dir, cfg.dataset, cfg.split, cfg.data_dir, cfg.batch_size)
+    print(f"{figures['dataset']} {figures['split']}: accuracy {figures['accuracy']:.4f} on {figures['num_examples']} examples")
+    for label, value in enumerate(figures["per_class_accuracy"]):
+        print(f"  class {label}: " + ("no examples" if value is None else f"{value:.4f}"))
+
+
+if __name__ == "__main__":
+    main()
