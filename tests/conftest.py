@@ -1,8 +1,10 @@
-"""Shared fixtures: two logical CPU devices (for tf.distribute tests) and tiny composed configs."""
+"""Shared fixtures: two logical CPU devices, tiny composed configs, and a small offline TFDS directory."""
 
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -13,11 +15,44 @@ import tensorflow as tf
 _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
+import tensorflow_datasets as tfds  # noqa: E402
+
 from dann.config import compose_config  # noqa: E402
-from tests_support import TINY_OVERRIDES  # noqa: E402
+from dann.data.mnist_m import BSDS500_TRAIN_DIR  # noqa: E402
+from tests_support import SMALL_SPLIT, TINY_OVERRIDES  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _offline_mirror() -> Path | None:
+    """A TFDS directory with prepared mnist and the BSDS500 photos: $TFDS_DATA_DIR, else ../shared/data."""
+    for candidate in (os.environ.get("TFDS_DATA_DIR"), REPO.parent / "shared" / "data" / "tensorflow_datasets"):
+        if candidate and (Path(candidate) / "mnist").is_dir() and (Path(candidate) / "downloads" / "manual" / BSDS500_TRAIN_DIR).is_dir():
+            return Path(candidate)
+    return None
 
 
 @pytest.fixture
 def tiny_moons_cfg():
     """The moons experiment, shrunk to a few steps."""
     return compose_config(["+experiment=moons", "data.num_train=64", "data.num_test=64", *TINY_OVERRIDES])
+
+
+@pytest.fixture(scope="session")
+def offline_data_dir(tmp_path_factory) -> Path:
+    """A writable TFDS data directory holding prepared mnist and the BSDS500 training photos (never the network)."""
+    mirror = _offline_mirror()
+    if mirror is None:
+        pytest.skip("no offline TFDS mirror: set TFDS_DATA_DIR to a directory with prepared mnist and the BSDS500 photos")
+    data_dir = tmp_path_factory.mktemp("tfds")
+    shutil.copytree(mirror / "mnist", data_dir / "mnist")
+    shutil.copytree(mirror / "downloads" / "manual" / "BSR", data_dir / "downloads" / "manual" / "BSR")
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def small_mnist_m_dir(offline_data_dir) -> Path:
+    """`offline_data_dir` with mnist_m/synthetic built from the first MNIST digits of each split (fast)."""
+    builder = tfds.builder("mnist_m", data_dir=offline_data_dir)
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(max_examples_per_split=SMALL_SPLIT))
+    return offline_data_dir

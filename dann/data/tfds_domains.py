@@ -127,7 +127,8 @@ def tfds_domains(
     Raises:
         ValueError: when the two datasets' label spaces differ.
     """
-    _check_same_classes(source, target, data_dir)
+    labels = {name: dataset_builder(name, data_dir).info.features["label"] for name in (source, target)}
+    check_same_label_space(source, labels[source], target, labels[target])
 
     def split(name: str, split_name: str) -> tf.data.Dataset:
         examples = load_split(name, split_name, data_dir)
@@ -138,18 +139,17 @@ def tfds_domains(
         target_train=split(target, target_train_split),
         source_test=split(source, source_test_split),
         target_test=split(target, target_test_split),
-        num_classes=dataset_builder(source, data_dir).info.features["label"].num_classes,
+        num_classes=labels[source].num_classes,
         input_shape=preprocessing.input_shape,
         normalize=preprocessing.normalize,
     )
 
 
-def _check_same_classes(source: str, target: str, data_dir: str | None) -> None:
-    labels = {name: dataset_builder(name, data_dir).info.features["label"] for name in (source, target)}
-    source_names, target_names = labels[source].names, labels[target].names
-    if source_names != target_names:
+def check_same_label_space(source: str, source_labels: tfds.features.ClassLabel, target: str, target_labels: tfds.features.ClassLabel) -> None:
+    """Raises `ValueError` unless the two datasets' `label` features name the same classes in the same order."""
+    if source_labels.names != target_labels.names:
         raise ValueError(
-            f"{source} and {target} have different label spaces ({labels[source].num_classes} classes "
-            f"{source_names[:5]}... vs {labels[target].num_classes} classes {target_names[:5]}...): DANN transfers "
-            "one classifier between domains that share their classes. Pick a pair with the same classes."
+            f"{source} and {target} have different label spaces ({source_labels.num_classes} classes "
+            f"{source_labels.names[:5]}... vs {target_labels.num_classes} classes {target_labels.names[:5]}...): DANN "
+            "transfers one classifier between domains that share their classes. Pick a pair with the same classes."
         )

@@ -1,0 +1,143 @@
+"""The mnist_m TFDS builder: the synthetic recipe, the original import, and their errors."""
+
+import shutil
+import tarfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from dann.data import CorruptDataError, MissingDataError, load_split
+from dann.data.mnist_m import BSDS500_TRAIN_DIR, blend, verify_bsds500_train
+from tests_support import SMALL_SPLIT
+
+
+def _arrays(name, split, data_dir):
+    return next(iter(tfds.as_numpy(load_split(name, split, str(data_dir)).batch(100_000))))
+
+
+def test_blend_is_the_absolute_difference_with_the_binarised_digit():
+    digit = np.zeros((28, 28, 1), np.uint8)
+    digit[3, 4] = 255  # full ink
+    digit[5, 6] = 1  # faint ink still counts as digit
+    patch = np.full((28, 28, 3), [10, 200, 90], np.uint8)
+    out = blend(digit, patch)
+    assert out.shape == (28, 28, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[3, 4], [245, 55, 165])
+    np.testing.assert_array_equal(out[5, 6], [245, 55, 165])
+    np.testing.assert_array_equal(out[0, 0], [10, 200, 90])
+
+
+def test_synthetic_split_follows_mnist(small_mnist_m_dir):
+    images, labels = _arrays("mnist_m", "test", small_mnist_m_dir)
+    mnist_images, mnist_labels = _arrays("mnist", f"test[:{SMALL_SPLIT}]", small_mnist_m_dir)
+    assert images.shape == (SMALL_SPLIT, 28, 28, 3) and images.dtype == np.uint8
+    np.testing.assert_array_equal(labels, mnist_labels)
+    # Where the digit has ink the blend inverts the patch, elsewhere it is the patch: the two
+    # sets of pixels come from one crop, so each image holds both a patch and its inverse.
+    ink = mnist_images[..., 0] > 0
+    assert ink.any(axis=(1, 2)).all()
+    assert not np.array_equal(images[0], images[1])
+
+
+def test_synthetic_build_is_deterministic(small_mnist_m_dir, tmp_path):
+    shutil.copytree(small_mnist_m_dir / "mnist", tmp_path / "mnist")
+    shutil.copytree(small_mnist_m_dir / "downloads", tmp_path / "downloads")
+    tfds.builder("mnist_m", data_dir=tmp_path).download_and_prepare(
+        download_config=tfds.download.DownloadConfig(max_examples_per_split=20)
+    )
+    first, first_labels = _arrays("mnist_m", "train[:20]", small_mnist_m_dir)
+    second, second_labels = _arrays("mnist_m", "train", tmp_path)
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_array_equal(first_labels, second_labels)
+
+
+def test_bsds500_photos_are_verified(offline_data_dir, tmp_path):
+    photos = tmp_path / "train"
+    shutil.copytree(offline_data_dir / "downloads" / "manual" / BSDS500_TRAIN_DIR, photos)
+    assert len(verify_bsds500_train(photos)) == 200
+    victim = sorted(photos.glob("*.jpg"))[7]
+    victim.write_bytes(victim.read_bytes()[:1000])
+    with pytest.raises(CorruptDataError, match=victim.name):
+        verify_bsds500_train(photos)
+    victim.unlink()
+    with pytest.raises(MissingDataError, match="lacks 1 of the 200"):
+        verify_bsds500_train(photos)
+
+
+def test_offline_without_photos_says_where_to_put_them(offline_data_dir, tmp_path, monkeypatch):
+    shutil.copytree(offline_data_dir / "mnist", tmp_path / "mnist")
+
+    def offline(self, url):
+        raise ConnectionError(f"cannot reach {url}")
+
+    monkeypatch.setattr(tfds.download.DownloadManager, "download_and_extract", offline)
+    with pytest.raises(MissingDataError, match=r"BSR_bsds500.tgz.*downloads/manual"):
+        tfds.builder("mnist_m", data_dir=tmp_path).download_and_prepare()
+
+
+# --- mnist_m/original ------------------------------------------------------------------------
+
+
+def _write_original(root, split, count, label_lines=None):
+    folder = root / "mnist_m" / f"mnist_m_{split}"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(len(split))
+    lines = []
+    for index in range(count):
+        name = f"{index:08d}.png"
+        pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        (folder / name).write_bytes(tf.io.encode_png(pixels).numpy())
+        lines.append(f"{name} {index % 10}")
+    (root / "mnist_m" / f"mnist_m_{split}_labels.txt").write_text("\n".join(label_lines or lines) + "\n")
+    return folder
+
+
+def _build_original(data_dir):
+    builder = tfds.builder("mnist_m/original", data_dir=data_dir)
+    builder.download_and_prepare()
+    return builder
+
+
+def test_original_import_of_the_test_split_only(tmp_path):
+    manual = tmp_path / "downloads" / "manual"
+    _write_original(manual, "test", 12)
+    builder = _build_original(tmp_path)
+    assert list(builder.info.splits) == ["test"]
+    images, labels = _arrays("mnist_m/original", "test", tmp_path)
+    assert images.shape == (12, 32, 32, 3)
+    assert sorted(labels.tolist()) == sorted(i % 10 for i in range(12))
+    with pytest.raises(MissingDataError, match="no split 'train'"):
+        load_split("mnist_m/original", "train", str(tmp_path))
+
+
+def test_original_import_from_the_archive(tmp_path):
+    staging = tmp_path / "staging"
+    _write_original(staging, "train", 5)
+    manual = tmp_path / "data" / "downloads" / "manual"
+    manual.mkdir(parents=True)
+    with tarfile.open(manual / "mnist_m.tar.gz", "w:gz") as archive:
+        archive.add(staging / "mnist_m", arcname="mnist_m")
+    assert list(_build_original(tmp_path / "data").info.splits) == ["train"]
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda folder, labels: labels.write_text("00000000.png 3\n00000001.png seven\n"), r"labels.txt, line 2"),
+        (lambda folder, labels: labels.write_text("00000000.png 3\nmissing.png 1\n"), r"missing.png \(listed in .*line 2\)"),
+        (lambda folder, labels: (folder / "00000001.png").write_bytes(b"not a png"), r"00000001.png .*line 2.* not a readable PNG"),
+    ],
+)
+def test_original_import_errors_name_the_file_and_line(tmp_path, damage, message):
+    manual = tmp_path / "downloads" / "manual"
+    folder = _write_original(manual, "test", 3)
+    damage(folder, manual / "mnist_m" / "mnist_m_test_labels.txt")
+    with pytest.raises((CorruptDataError, MissingDataError), match=message):
+        _build_original(tmp_path)
+
+
+def test_original_without_files_says_what_to_put_where(tmp_path):
+    with pytest.raises(MissingDataError, match=r"mnist_m.tar.gz .*downloads/manual"):
+        _build_original(tmp_path)

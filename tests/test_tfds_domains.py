@@ -1,0 +1,51 @@
+"""TFDS source/target domains: preprocessing, batching, and refusing mismatched label spaces."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from dann.data import ImagePreprocessing, tfds_domains, training_batches
+from dann.data.tfds_domains import check_same_label_space
+from tests_support import SMALL_SPLIT
+
+
+def test_preprocessing_converts_channels_resizes_and_normalises():
+    grey = tf.constant(np.full((28, 28, 1), 255, np.uint8))
+    preprocessing = ImagePreprocessing(image_size=[32, 32], channels=3, mean=[0.5], std=[0.25])
+    prepared = preprocessing.prepare(grey)
+    assert prepared.shape == (32, 32, 3) and prepared.dtype == tf.uint8
+    normalised = preprocessing.normalize(prepared[None])
+    np.testing.assert_allclose(normalised.numpy(), 2.0)  # (1 - 0.5) / 0.25
+    assert preprocessing.input_shape == (32, 32, 3)
+    colour = tf.constant(np.full((28, 28, 3), 90, np.uint8))
+    assert ImagePreprocessing(channels=1).prepare(colour).shape == (28, 28, 1)
+
+
+@pytest.mark.parametrize("kwargs", [{"channels": 2}, {"image_size": (0, 28)}, {"std": (0.0,)}])
+def test_preprocessing_refuses_bad_settings(kwargs):
+    with pytest.raises(ValueError, match="Received"):
+        ImagePreprocessing(**kwargs)
+
+
+def test_mnist_to_mnist_m_batches(small_mnist_m_dir):
+    domains = tfds_domains("mnist", "mnist_m", data_dir=str(small_mnist_m_dir), source_train_split="train[:256]")
+    assert domains.num_classes == 10 and domains.input_shape == (28, 28, 3)
+    (source_x, source_y), target_x = next(iter(training_batches(domains, batch_size=32, seed=0)))
+    assert source_x.shape == (32, 28, 28, 3) and target_x.shape == (32, 28, 28, 3)
+    assert source_x.dtype == tf.float32 and source_y.dtype == tf.int64
+    assert float(tf.reduce_min(source_x)) == -1.0 and float(tf.reduce_max(source_x)) == 1.0
+    target_count = sum(1 for _ in domains.target_train)
+    assert target_count == SMALL_SPLIT
+
+
+def test_mismatched_label_spaces_are_refused():
+    digits = tfds.features.ClassLabel(num_classes=10)
+    check_same_label_space("mnist", digits, "mnist_m", tfds.features.ClassLabel(num_classes=10))
+    with pytest.raises(ValueError, match="different label spaces"):
+        check_same_label_space("mnist", digits, "three_shapes", tfds.features.ClassLabel(names=["a", "b", "c"]))
+
+
+def test_unknown_dataset_name_is_refused(small_mnist_m_dir):
+    with pytest.raises(ValueError, match="Unknown dataset 'mnist_mm'"):
+        tfds_domains("mnist", "mnist_mm", data_dir=str(small_mnist_m_dir))
