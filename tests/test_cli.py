@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 import dann
-from tests_support import TINY_OVERRIDES
+from tests_support import TINY_OVERRIDES, write_original_mnist_m
 
 
 def _run(module, *args, cwd):
@@ -67,3 +67,35 @@ def test_multirun_sweeps_seeds(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     seeds = sorted(json.loads((sweep_dir / str(job) / "results.json").read_text())["seed"] for job in (0, 1))
     assert seeds == [0, 1]
+
+
+@pytest.mark.slow
+def test_mnist_m_experiment_on_small_subsets_then_evaluate_on_original(small_mnist_m_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    done = _run(
+        "dann.train",
+        "+experiment=mnist_m",
+        f"data.data_dir={small_mnist_m_dir}",
+        "data.source_train_split=train[:512]",
+        "data.source_test_split=test[:200]",
+        *TINY_OVERRIDES,
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["steps"] == 20
+    assert 0.0 <= results["target_test_accuracy"] <= 1.0
+    assert 0.0 <= results["proxy_a_distance_inputs"] <= 2.0 and 0.0 <= results["proxy_a_distance_features"] <= 2.0
+    assert 0.0 <= results["domain_classifier_accuracy"] <= 1.0
+
+    original_dir = tmp_path / "original"
+    write_original_mnist_m(original_dir / "downloads" / "manual", "test", 30)
+    done = _run(
+        "dann.evaluate", f"run_dir={run_dir}", "dataset=mnist_m/original", "split=test", f"data_dir={original_dir}", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads((run_dir / "eval_mnist_m_original_test.json").read_text())
+    assert figures["num_examples"] == 30
+    assert len(figures["per_class_accuracy"]) == 10
+    assert f"accuracy {figures['accuracy']:.4f}" in done.stdout

@@ -10,7 +10,7 @@ import tensorflow_datasets as tfds
 
 from dann.data import CorruptDataError, MissingDataError, load_split
 from dann.data.mnist_m import BSDS500_TRAIN_DIR, blend, verify_bsds500_train
-from tests_support import SMALL_SPLIT
+from tests_support import SMALL_SPLIT, write_original_mnist_m
 
 
 def _arrays(name, split, data_dir):
@@ -80,20 +80,6 @@ def test_offline_without_photos_says_where_to_put_them(offline_data_dir, tmp_pat
 # --- mnist_m/original ------------------------------------------------------------------------
 
 
-def _write_original(root, split, count, label_lines=None):
-    folder = root / "mnist_m" / f"mnist_m_{split}"
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(len(split))
-    lines = []
-    for index in range(count):
-        name = f"{index:08d}.png"
-        pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-        (folder / name).write_bytes(tf.io.encode_png(pixels).numpy())
-        lines.append(f"{name} {index % 10}")
-    (root / "mnist_m" / f"mnist_m_{split}_labels.txt").write_text("\n".join(label_lines or lines) + "\n")
-    return folder
-
-
 def _build_original(data_dir):
     builder = tfds.builder("mnist_m/original", data_dir=data_dir)
     builder.download_and_prepare()
@@ -102,7 +88,7 @@ def _build_original(data_dir):
 
 def test_original_import_of_the_test_split_only(tmp_path):
     manual = tmp_path / "downloads" / "manual"
-    _write_original(manual, "test", 12)
+    write_original_mnist_m(manual, "test", 12)
     builder = _build_original(tmp_path)
     assert list(builder.info.splits) == ["test"]
     images, labels = _arrays("mnist_m/original", "test", tmp_path)
@@ -114,7 +100,7 @@ def test_original_import_of_the_test_split_only(tmp_path):
 
 def test_original_import_from_the_archive(tmp_path):
     staging = tmp_path / "staging"
-    _write_original(staging, "train", 5)
+    write_original_mnist_m(staging, "train", 5)
     manual = tmp_path / "data" / "downloads" / "manual"
     manual.mkdir(parents=True)
     with tarfile.open(manual / "mnist_m.tar.gz", "w:gz") as archive:
@@ -132,7 +118,7 @@ def test_original_import_from_the_archive(tmp_path):
 )
 def test_original_import_errors_name_the_file_and_line(tmp_path, damage, message):
     manual = tmp_path / "downloads" / "manual"
-    folder = _write_original(manual, "test", 3)
+    folder = write_original_mnist_m(manual, "test", 3)
     damage(folder, manual / "mnist_m" / "mnist_m_test_labels.txt")
     with pytest.raises((CorruptDataError, MissingDataError), match=message):
         _build_original(tmp_path)

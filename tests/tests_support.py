@@ -1,6 +1,25 @@
-"""Constants shared by the tests."""
+"""Constants and helpers shared by the tests."""
+
+import numpy as np
+import tensorflow as tf
+
 
 TINY_OVERRIDES = ["trainer.steps=20", "trainer.log_every=10", "trainer.eval_every=20", "trainer.batch_size=16"]
 
 # Examples per split of the small mnist_m/synthetic the tests build.
 SMALL_SPLIT = 200
+
+
+def write_original_mnist_m(root, split, count, label_lines=None):
+    """Writes `count` random 32x32 PNGs and their labels as the original MNIST-M lays them out under `root`."""
+    folder = root / "mnist_m" / f"mnist_m_{split}"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(len(split))
+    lines = []
+    for index in range(count):
+        name = f"{index:08d}.png"
+        pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        (folder / name).write_bytes(tf.io.encode_png(pixels).numpy())
+        lines.append(f"{name} {index % 10}")
+    (root / "mnist_m" / f"mnist_m_{split}_labels.txt").write_text("\n".join(label_lines or lines) + "\n")
+    return folder
