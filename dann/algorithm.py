@@ -30,6 +30,10 @@ class DANN:
             (see `dann.schedules`).
         total_steps: the number of steps in the run, which defines `p = step / total_steps`.
         domain_loss_weight: the weight of the domain loss in the total loss, >= 0.
+        target_entropy_weight: the weight of the mean prediction entropy on the target
+            batch, >= 0. 0 (the default) is the paper's DANN; a positive weight adds
+            entropy minimisation (Grandvalet & Bengio, 2005), which pushes target
+            predictions to be confident and decision boundaries away from target data.
 
     Example:
         >>> algorithm = DANN(model, keras.optimizers.SGD(0.01), SigmoidRamp(), total_steps=1000)
@@ -43,16 +47,19 @@ class DANN:
         adaptation_schedule: Callable[[tf.Tensor], tf.Tensor],
         total_steps: int,
         domain_loss_weight: float = 1.0,
+        target_entropy_weight: float = 0.0,
     ):
         if total_steps < 1:
             raise ValueError(f"DANN: total_steps must be >= 1. Received: total_steps={total_steps}")
-        if domain_loss_weight < 0:
-            raise ValueError(f"DANN: domain_loss_weight must be >= 0. Received: domain_loss_weight={domain_loss_weight}")
+        for name, weight in (("domain_loss_weight", domain_loss_weight), ("target_entropy_weight", target_entropy_weight)):
+            if weight < 0:
+                raise ValueError(f"DANN: {name} must be >= 0. Received: {name}={weight}")
         self.model = model
         self.optimizer = optimizer
         self.adaptation_schedule = adaptation_schedule
         self.total_steps = total_steps
         self.domain_loss_weight = domain_loss_weight
+        self.target_entropy_weight = target_entropy_weight
         self.update = tf.function(self._update)
         self.predict = tf.function(self._predict)
 
@@ -79,17 +86,18 @@ class DANN:
             training: run dropout and batch norm in training mode.
 
         Returns:
-            `label_loss`, `domain_loss` (nats), `label_accuracy` (source batch) and
-            `domain_accuracy` (both batches), float32 scalars.
+            `label_loss`, `domain_loss`, `target_entropy` (nats), `label_accuracy`
+            (source batch) and `domain_accuracy` (both batches), float32 scalars.
         """
         num_source = tf.shape(source_x)[0]
         features = self.model.feature_extractor(tf.concat([source_x, target_x], axis=0), training=training)
-        class_logits = self.model.label_classifier(features[:num_source], training=training)
+        class_logits = self.model.label_classifier(features, training=training)
         domain_logits = self.model.domain_logits(features, lambda_, training=training)
         return {
-            "label_loss": losses.label_loss(source_y, class_logits),
+            "label_loss": losses.label_loss(source_y, class_logits[:num_source]),
             "domain_loss": losses.domain_loss(domain_logits, num_source),
-            "label_accuracy": _accuracy(tf.argmax(class_logits, axis=-1), source_y),
+            "target_entropy": losses.prediction_entropy(class_logits[num_source:]),
+            "label_accuracy": _accuracy(tf.argmax(class_logits[:num_source], axis=-1), source_y),
             "domain_accuracy": _accuracy(
                 tf.reshape(domain_logits, [-1]) > 0,
                 losses.domain_labels(num_source, tf.shape(target_x)[0]) > 0.5,
@@ -97,8 +105,11 @@ class DANN:
         }
 
     def total_loss(self, terms: Metrics) -> tf.Tensor:
-        """`label_loss + domain_loss_weight * domain_loss`."""
-        return terms["label_loss"] + self.domain_loss_weight * terms["domain_loss"]
+        """`label_loss + domain_loss_weight * domain_loss + target_entropy_weight * target_entropy`."""
+        loss = terms["label_loss"] + self.domain_loss_weight * terms["domain_loss"]
+        if self.target_entropy_weight:
+            loss += self.target_entropy_weight * terms["target_entropy"]
+        return loss
 
     def compute_gradients(
         self, source_x: tf.Tensor, source_y: tf.Tensor, target_x: tf.Tensor, step: tf.Tensor

@@ -44,7 +44,7 @@ class ScheduleConfig:
 
 @dataclass
 class TrainerConfig:
-    """Loop settings: see `dann.loop.LoopSettings`; `domain_loss_weight` as in `dann.algorithm.DANN`."""
+    """Loop settings: see `dann.loop.LoopSettings`; the loss weights as in `dann.algorithm.DANN`."""
 
     steps: int = 1000
     batch_size: int = 64
@@ -52,6 +52,7 @@ class TrainerConfig:
     eval_every: int = 500
     eval_batch_size: int = 1000
     domain_loss_weight: float = 1.0
+    target_entropy_weight: float = 0.0
 
 
 @dataclass
@@ -113,6 +114,7 @@ def build_algorithm(cfg: DictConfig, model: DANNModel) -> DANN:
         adaptation_schedule=instantiate(cfg.schedule.adaptation),
         total_steps=cfg.trainer.steps,
         domain_loss_weight=cfg.trainer.domain_loss_weight,
+        target_entropy_weight=cfg.trainer.target_entropy_weight,
     )
 
 

@@ -64,7 +64,9 @@ def fit(algorithm: DANN, datasets: DomainDatasets, settings: LoopSettings, metri
         metrics_path: where to append one JSON line per logging or evaluation interval.
 
     Returns:
-        `source_test_accuracy`, `target_test_accuracy`, `steps`, `train_seconds`.
+        `source_test_accuracy`, `target_test_accuracy`, `steps`, `train_seconds`, and
+        `input_wait_fraction`: the share of training time (evaluation excluded) spent
+        waiting for the next batch, i.e. how far the input pipeline falls behind the step.
     """
     batches = iter(training_batches(datasets, settings.batch_size, settings.seed))
     tests = {
@@ -75,8 +77,11 @@ def fit(algorithm: DANN, datasets: DomainDatasets, settings: LoopSettings, metri
     window: list[dict[str, tf.Tensor]] = []
     accuracies: dict[str, float] = {}
     start = time.perf_counter()
+    waiting = evaluating = 0.0
     for step in range(settings.steps):
+        before_input = time.perf_counter()
         (source_x, source_y), target_x = next(batches)
+        waiting += time.perf_counter() - before_input
         step_tensor = tf.constant(step, tf.int64)
         if step == 0:
             verify_gradients(algorithm, source_x, source_y, target_x, step_tensor)
@@ -89,13 +94,21 @@ def fit(algorithm: DANN, datasets: DomainDatasets, settings: LoopSettings, metri
             writer.write({"step": done, "elapsed_seconds": time.perf_counter() - start, **record})
             log.info("step %d/%d  %s", done, settings.steps, _format(record))
         if done % settings.eval_every == 0 or done == settings.steps:
+            before_evaluation = time.perf_counter()
             accuracies = {
                 name: evaluate_classifier(algorithm.predict, split, datasets.num_classes)["accuracy"]
                 for name, split in tests.items()
             }
+            evaluating += time.perf_counter() - before_evaluation
             writer.write({"step": done, "elapsed_seconds": time.perf_counter() - start, **accuracies})
             log.info("step %d/%d  %s", done, settings.steps, _format(accuracies))
-    return {**accuracies, "steps": settings.steps, "train_seconds": time.perf_counter() - start}
+    train_seconds = time.perf_counter() - start
+    return {
+        **accuracies,
+        "steps": settings.steps,
+        "train_seconds": train_seconds,
+        "input_wait_fraction": waiting / max(train_seconds - evaluating, 1e-9),
+    }
 
 
 def _mean(window: list[dict[str, tf.Tensor]]) -> dict[str, float]:

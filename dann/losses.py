@@ -16,6 +16,12 @@ def label_loss(labels: tf.Tensor, class_logits: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(per_example)
 
 
+def prediction_entropy(class_logits: tf.Tensor) -> tf.Tensor:
+    """Mean entropy of the predicted class distributions of logits `(N, C)`, in nats."""
+    logits = tf.cast(class_logits, tf.float32)
+    return tf.reduce_mean(-tf.reduce_sum(tf.nn.softmax(logits) * tf.nn.log_softmax(logits), axis=-1))
+
+
 def domain_loss(domain_logits: tf.Tensor, num_source: int | tf.Tensor) -> tf.Tensor:
     """Mean binary cross-entropy of the domain classifier, in nats.
 
