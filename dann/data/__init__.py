@@ -6,7 +6,7 @@ Importing this package registers the `mnist_m` TFDS builder.
 from dann.data.domains import DomainDatasets, evaluation_batches, training_batches
 from dann.data.mnist_m import CorruptDataError, MissingDataError, MnistM
 from dann.data.moons import moons_domains
-from dann.data.tfds_domains import ImagePreprocessing, dataset_builder, load_split, tfds_domains
+from dann.data.tfds_domains import ImagePreprocessing, RandomInversion, dataset_builder, load_split, tfds_domains
 
 __all__ = [
     "CorruptDataError",
@@ -14,6 +14,7 @@ __all__ = [
     "ImagePreprocessing",
     "MissingDataError",
     "MnistM",
+    "RandomInversion",
     "dataset_builder",
     "evaluation_batches",
     "load_split",

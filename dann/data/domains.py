@@ -25,6 +25,8 @@ class DomainDatasets:
         normalize: applied to each batch of inputs, `(B, *input_shape)` -> float32;
             `None` when the inputs are float32 already. Doing it per batch keeps the
             cached examples compact (uint8 images) and the work vectorised.
+        augment_source: applied to each training batch of source inputs before
+            `normalize` (e.g. `RandomInversion`); never to target or test batches.
     """
 
     source_train: tf.data.Dataset
@@ -34,6 +36,7 @@ class DomainDatasets:
     num_classes: int
     input_shape: tuple[int, ...]
     normalize: Normalizer | None = None
+    augment_source: Normalizer | None = None
 
 
 def training_batches(datasets: DomainDatasets, batch_size: int, seed: int) -> tf.data.Dataset:
@@ -49,7 +52,7 @@ def training_batches(datasets: DomainDatasets, batch_size: int, seed: int) -> tf
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
-    source = _endless(datasets.source_train, batch_size, seed, datasets.normalize)
+    source = _endless(datasets.source_train, batch_size, seed, _compose(datasets.augment_source, datasets.normalize))
     target = _endless(datasets.target_train, batch_size, seed + 1, datasets.normalize).map(lambda x, y: x)
     return tf.data.Dataset.zip(source, target).prefetch(tf.data.AUTOTUNE)
 
@@ -67,6 +70,12 @@ def _endless(dataset: tf.data.Dataset, batch_size: int, seed: int, normalize: No
         .batch(batch_size, drop_remainder=True)
     )
     return _normalized(batches, normalize)
+
+
+def _compose(first: Normalizer | None, second: Normalizer | None) -> Normalizer | None:
+    if first is None or second is None:
+        return first or second
+    return lambda x: second(first(x))
 
 
 def _normalized(batches: tf.data.Dataset, normalize: Normalizer | None) -> tf.data.Dataset:

@@ -7,6 +7,7 @@ Any pair of TFDS image-classification datasets with the same classes works, e.g.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -70,6 +71,29 @@ class ImagePreprocessing:
         return (scaled - tf.constant(self.mean, tf.float32)) / tf.constant(self.std, tf.float32)
 
 
+@dataclass(frozen=True)
+class RandomInversion:
+    """Photometric augmentation of uint8 image batches: each image inverted (`255 - x`) with probability `rate`.
+
+    Digit datasets differ in polarity (MNIST: light strokes on dark; MNIST-M, SVHN: either),
+    which inversion makes the source cover.
+
+    Attributes:
+        rate: probability of inverting an image, in [0, 1].
+    """
+
+    rate: float = 0.5
+
+    def __post_init__(self):
+        if not 0.0 <= self.rate <= 1.0:
+            raise ValueError(f"RandomInversion: rate must be in [0, 1]. Received: rate={self.rate}")
+
+    def __call__(self, images: tf.Tensor) -> tf.Tensor:
+        """`(B, H, W, C)` uint8 -> the same, a random subset inverted."""
+        invert = tf.random.uniform([tf.shape(images)[0], 1, 1, 1]) < self.rate
+        return tf.where(invert, 255 - images, images)
+
+
 def load_split(name: str, split: str, data_dir: str | None = None) -> tf.data.Dataset:
     """`(image, label)` examples of a TFDS split, preparing (and downloading) the dataset if needed.
 
@@ -116,6 +140,7 @@ def tfds_domains(
     target: str,
     data_dir: str | None = None,
     preprocessing: ImagePreprocessing = ImagePreprocessing(),
+    source_augmentation: Callable[[tf.Tensor], tf.Tensor] | None = None,
     source_train_split: str = "train",
     target_train_split: str = "train",
     source_test_split: str = "test",
@@ -128,6 +153,7 @@ def tfds_domains(
         target: target dataset, e.g. `"mnist_m"`; its training labels are not used by DANN.
         data_dir: the TFDS data directory (see `load_split`).
         preprocessing: how images become inputs, the same for both domains.
+        source_augmentation: applied to uint8 source training batches, e.g. `RandomInversion()`.
         source_train_split, target_train_split, source_test_split, target_test_split:
             TFDS split names, slicing allowed (`"train[:512]"`).
 
@@ -149,6 +175,7 @@ def tfds_domains(
         num_classes=labels[source].num_classes,
         input_shape=preprocessing.input_shape,
         normalize=preprocessing.normalize,
+        augment_source=source_augmentation,
     )
 
 
