@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from dann.data import ImagePreprocessing, tfds_domains, training_batches
+from dann.data import ImagePreprocessing, RandomInversion, tfds_domains, training_batches
 from dann.data.tfds_domains import check_same_label_space
 from tests_support import SMALL_SPLIT
 
@@ -49,3 +49,25 @@ def test_mismatched_label_spaces_are_refused():
 def test_unknown_dataset_name_is_refused(small_mnist_m_dir):
     with pytest.raises(ValueError, match="Unknown dataset 'mnist_mm'"):
         tfds_domains("mnist", "mnist_mm", data_dir=str(small_mnist_m_dir))
+
+
+def test_per_image_standardisation_removes_colour_cast():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 200, (4, 28, 28, 3)).astype(np.uint8)
+    tinted = np.clip(images.astype(int) + [50, 0, 20], 0, 255).astype(np.uint8)
+    preprocessing = ImagePreprocessing(per_image=True)
+    a, b = preprocessing.normalize(tf.constant(images)), preprocessing.normalize(tf.constant(tinted))
+    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-3)
+    np.testing.assert_allclose(tf.reduce_mean(a, axis=[1, 2]).numpy(), 0.0, atol=1e-4)
+
+
+def test_random_inversion_inverts_whole_images_at_the_rate():
+    images = tf.constant(np.full((2000, 2, 2, 1), 10, np.uint8))
+    out = RandomInversion(rate=0.3)(images).numpy()
+    per_image = out.reshape(2000, -1)
+    assert set(np.unique(per_image)) == {10, 245}
+    assert (per_image == per_image[:, :1]).all()  # an image is inverted whole or not at all
+    assert 0.25 < np.mean(per_image[:, 0] == 245) < 0.35
+    np.testing.assert_array_equal(RandomInversion(rate=0.0)(images).numpy(), images.numpy())
+    with pytest.raises(ValueError, match="rate"):
+        RandomInversion(rate=1.5)
