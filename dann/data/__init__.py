@@ -4,9 +4,10 @@ Importing this package registers the `mnist_m` TFDS builder.
 """
 
 from dann.data.domains import DomainDatasets, evaluation_batches, training_batches
-from dann.data.mnist_m import CorruptDataError, MissingDataError, MnistM
+from dann.data.mnist_m import MnistM
 from dann.data.moons import moons_domains
-from dann.data.tfds_domains import ImagePreprocessing, RandomInversion, dataset_builder, load_split, tfds_domains
+from dann.data.prepare import CorruptDataError, MissingDataError, dataset_builder
+from dann.data.tfds_domains import ImagePreprocessing, RandomInversion, load_split, tfds_domains
 
 __all__ = [
     "CorruptDataError",

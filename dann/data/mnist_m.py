@@ -29,6 +29,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from dann.data.prepare import CorruptDataError, MissingDataError, dataset_builder
+
 BSDS500_URL = "http://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/BSR/BSR_bsds500.tgz"
 BSDS500_ARCHIVE = "BSR_bsds500.tgz"
 BSDS500_TRAIN_DIR = Path("BSR", "BSDS500", "data", "images", "train")
@@ -36,14 +38,6 @@ BSDS500_TRAIN_MANIFEST = Path(__file__).with_name("bsds500_train.sha256")
 ORIGINAL_ARCHIVE = "mnist_m.tar.gz"
 ORIGINAL_SPLITS = {"train": "mnist_m_train", "test": "mnist_m_test"}
 SYNTHETIC_SEED = 20160101
-
-
-class MissingDataError(FileNotFoundError):
-    """An input of a dataset is neither in the data directory nor downloadable."""
-
-
-class CorruptDataError(ValueError):
-    """An input file exists but cannot be read as what it should be."""
 
 
 def binarize_digit(digit: np.ndarray) -> np.ndarray:
@@ -172,41 +166,31 @@ class MnistM(tfds.core.GeneratorBasedBuilder):
 
 def _mnist_split(split: str, data_dir: os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """MNIST images `(N, 28, 28, 1)` uint8 and labels `(N,)`, prepared by TFDS (downloaded if missing)."""
-    builder = tfds.builder("mnist", data_dir=data_dir)
-    if not builder.is_prepared():
-        try:
-            builder.download_and_prepare()
-        except Exception as error:  # offline: TFDS raises various network errors
-            raise MissingDataError(
-                f"mnist_m/synthetic needs TFDS 'mnist', which is not prepared in {data_dir} and could not be "
-                f"downloaded ({type(error).__name__}: {error}). Put a prepared copy at "
-                f"{Path(data_dir) / 'mnist' / builder.version.__str__()} or connect to the internet."
-            ) from None
-    data = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, as_supervised=True))
-    return data[0], data[1]
+    builder = dataset_builder("mnist", data_dir)
+    images, labels = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, as_supervised=True))
+    return images, labels
 
 
 def _bsds500_train_photos(dl_manager: tfds.download.DownloadManager) -> list[Path]:
     """The 200 BSDS500 training photos: extracted, archived, or downloaded; verified against the manifest."""
     manual_dir = _manual_dir(dl_manager)
-    candidates = [manual_dir / BSDS500_TRAIN_DIR]
     archive = manual_dir / BSDS500_ARCHIVE
-    if not candidates[0].is_dir():
-        if archive.exists():
-            candidates.append(Path(dl_manager.extract(archive)) / BSDS500_TRAIN_DIR)
-        else:
-            try:
-                candidates.append(Path(dl_manager.download_and_extract(BSDS500_URL)) / BSDS500_TRAIN_DIR)
-            except Exception as error:  # offline: TFDS raises various network errors
-                raise MissingDataError(
-                    f"mnist_m/synthetic needs the BSDS500 training photos. Download {BSDS500_URL} and put "
-                    f"{BSDS500_ARCHIVE} in {manual_dir}, or extract it there so that "
-                    f"{manual_dir / BSDS500_TRAIN_DIR}/*.jpg exist. (Download failed: {type(error).__name__}.)"
-                ) from None
-    photo_dir = next((path for path in candidates if path.is_dir()), None)
-    if photo_dir is None:
-        raise MissingDataError(f"{BSDS500_TRAIN_DIR} was not found in {archive}: is it the BSDS500 archive?")
-    return verify_bsds500_train(photo_dir)
+    if (manual_dir / BSDS500_TRAIN_DIR).is_dir():
+        root = manual_dir
+    elif archive.exists():
+        root = Path(dl_manager.extract(archive))
+    else:
+        try:
+            root = Path(dl_manager.download_and_extract(BSDS500_URL))
+        except Exception as error:  # offline: TFDS raises various network errors
+            raise MissingDataError(
+                f"mnist_m/synthetic needs the BSDS500 training photos. Download {BSDS500_URL} and put "
+                f"{BSDS500_ARCHIVE} in {manual_dir}, or extract it there so that "
+                f"{manual_dir / BSDS500_TRAIN_DIR}/*.jpg exist. (Download failed: {type(error).__name__}.)"
+            ) from None
+    if not (root / BSDS500_TRAIN_DIR).is_dir():
+        raise MissingDataError(f"{BSDS500_TRAIN_DIR} is not in {root}: is it the extracted BSDS500 archive?")
+    return verify_bsds500_train(root / BSDS500_TRAIN_DIR)
 
 
 def verify_bsds500_train(photo_dir: Path) -> list[Path]:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
+
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from dann.data.domains import DomainDatasets
-from dann.data.mnist_m import CorruptDataError, MissingDataError
+from dann.data.prepare import MissingDataError, dataset_builder
 
 
 @dataclass(frozen=True)
@@ -112,27 +113,6 @@ def load_split(name: str, split: str, data_dir: str | None = None) -> tf.data.Da
             f"(delete {builder.data_dir})."
         )
     return builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
-
-
-def dataset_builder(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:
-    """The prepared TFDS builder of `name`; prepares it first (downloading what is missing) when it is not."""
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except tfds.core.registered.DatasetNotFoundError as error:
-        raise ValueError(f"Unknown dataset {name!r}: {str(error).splitlines()[0]}") from None
-    if builder.is_prepared():
-        return builder
-    try:
-        builder.download_and_prepare()
-    except (MissingDataError, CorruptDataError):
-        raise
-    except Exception as error:  # offline: TFDS raises many kinds of network errors
-        raise MissingDataError(
-            f"{name} is not prepared in {builder.data_dir_root} and could not be downloaded "
-            f"({type(error).__name__}: {str(error)[:300]}). Connect to the internet, or put a prepared copy in "
-            f"{builder.data_dir}."
-        ) from None
-    return builder
 
 
 def tfds_domains(
