@@ -53,6 +53,9 @@ class TrainerConfig:
     eval_batch_size: int = 1000
     domain_loss_weight: float = 1.0
     target_entropy_weight: float = 0.0
+    steps_per_call: int = 1
+    jit_compile: bool = False
+    precision: str = "float32"
 
 
 @dataclass
@@ -88,8 +91,15 @@ def build_datasets(cfg: DictConfig) -> DomainDatasets:
     return instantiate(cfg.data)
 
 
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
 def build_model(cfg: DictConfig, datasets: DomainDatasets) -> DANNModel:
-    """The three networks of `cfg.model`, sized for `datasets` and composed."""
+    """The three networks of `cfg.model`, sized for `datasets`, composed, in `cfg.trainer.precision`."""
+    if cfg.trainer.precision not in PRECISIONS:
+        raise ValueError(f"trainer.precision must be one of {PRECISIONS}. Received: {cfg.trainer.precision!r}")
+    # Keras reads the policy when layers are created; it stays set for the process.
+    keras.config.set_dtype_policy(cfg.trainer.precision)
     return build_dann_model(
         feature_extractor=instantiate(cfg.model.feature_extractor, name="feature_extractor"),
         label_classifier=instantiate(cfg.model.label_classifier, num_outputs=datasets.num_classes, name="label_classifier"),
@@ -103,7 +113,10 @@ def build_optimizer(cfg: DictConfig) -> keras.optimizers.Optimizer:
     settings = OmegaConf.to_container(cfg.optimizer, resolve=True)
     initial_rate = settings.pop("lr")
     schedule = instantiate(cfg.schedule.learning_rate, initial_learning_rate=initial_rate, total_steps=cfg.trainer.steps)
-    return instantiate(settings, learning_rate=schedule)
+    optimizer = instantiate(settings, learning_rate=schedule)
+    if cfg.trainer.precision == "mixed_float16":  # float16 gradients underflow without loss scaling
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
 
 
 def build_algorithm(cfg: DictConfig, model: DANNModel) -> DANN:
@@ -115,6 +128,7 @@ def build_algorithm(cfg: DictConfig, model: DANNModel) -> DANN:
         total_steps=cfg.trainer.steps,
         domain_loss_weight=cfg.trainer.domain_loss_weight,
         target_entropy_weight=cfg.trainer.target_entropy_weight,
+        jit_compile=cfg.trainer.jit_compile,
     )
 
 
@@ -128,4 +142,5 @@ def loop_settings(cfg: DictConfig) -> LoopSettings:
         eval_every=trainer.eval_every,
         eval_batch_size=trainer.eval_batch_size,
         seed=cfg.seed,
+        steps_per_call=trainer.steps_per_call,
     )

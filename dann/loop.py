@@ -35,6 +35,8 @@ class LoopSettings:
         eval_every: steps between test-accuracy evaluations, >= 1.
         eval_batch_size: examples per evaluation batch, >= 1.
         seed: the shuffling seed.
+        steps_per_call: updates per compiled call (`DANN.update_steps`), >= 1; `steps`,
+            `log_every` and `eval_every` must be multiples of it.
     """
 
     steps: int
@@ -43,12 +45,20 @@ class LoopSettings:
     eval_every: int
     eval_batch_size: int = 1000
     seed: int = 0
+    steps_per_call: int = 1
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "log_every", "eval_every", "eval_batch_size"):
+        for name in ("steps", "batch_size", "log_every", "eval_every", "eval_batch_size", "steps_per_call"):
             value = getattr(self, name)
             if value < 1:
                 raise ValueError(f"trainer.{name} must be >= 1. Received: {name}={value}")
+        for name in ("steps", "log_every", "eval_every"):
+            value = getattr(self, name)
+            if value % self.steps_per_call:
+                raise ValueError(
+                    f"trainer.{name}={value} is not a multiple of trainer.steps_per_call={self.steps_per_call}: "
+                    "logging and evaluation happen between compiled calls. Change one of them."
+                )
 
 
 def fit(algorithm: DANN, datasets: DomainDatasets, settings: LoopSettings, metrics_path: Path | None = None) -> dict:
@@ -68,7 +78,7 @@ def fit(algorithm: DANN, datasets: DomainDatasets, settings: LoopSettings, metri
         `input_wait_fraction`: the share of training time (evaluation excluded) spent
         waiting for the next batch, i.e. how far the input pipeline falls behind the step.
     """
-    batches = iter(training_batches(datasets, settings.batch_size, settings.seed))
+    calls = iter(training_batches(datasets, settings.batch_size, settings.seed).batch(settings.steps_per_call))
     tests = {
         "source_test_accuracy": evaluation_batches(datasets.source_test, settings.eval_batch_size, datasets.normalize),
         "target_test_accuracy": evaluation_batches(datasets.target_test, settings.eval_batch_size, datasets.normalize),
@@ -78,15 +88,15 @@ def fit(algorithm: DANN, datasets: DomainDatasets, settings: LoopSettings, metri
     accuracies: dict[str, float] = {}
     start = time.perf_counter()
     waiting = evaluating = 0.0
-    for step in range(settings.steps):
+    for first_step in range(0, settings.steps, settings.steps_per_call):
         before_input = time.perf_counter()
-        (source_x, source_y), target_x = next(batches)
+        (source_x, source_y), target_x = next(calls)  # (steps_per_call, batch_size, ...) each
         waiting += time.perf_counter() - before_input
-        step_tensor = tf.constant(step, tf.int64)
-        if step == 0:
-            verify_gradients(algorithm, source_x, source_y, target_x, step_tensor)
-        window.append(algorithm.update(source_x, source_y, target_x, step_tensor))
-        done = step + 1
+        step_tensor = tf.constant(first_step, tf.int64)
+        if first_step == 0:
+            verify_gradients(algorithm, source_x[0], source_y[0], target_x[0], step_tensor)
+        window.append(algorithm.update_steps(source_x, source_y, target_x, step_tensor))
+        done = first_step + settings.steps_per_call
         if done % settings.log_every == 0 or done == settings.steps:
             record = _mean(window)
             window.clear()

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
+
+from dann.benchmark import device_name
 
 PAPER = {  # MNIST-M test accuracy, Ganin et al., JMLR 2016, table 2
     "mnist_m_source_only": 0.5225,
@@ -60,7 +62,7 @@ def main() -> None:
     for experiment in args.experiments:
         runs = [run(experiment, seed, args.runs_dir, args.overrides) for seed in args.seeds]
         table[experiment] = runs
-    print(f"\nMNIST -> MNIST-M test accuracy; {platform.processor() or platform.machine()}, seeds {args.seeds}\n")
+    print(f"\nMNIST -> MNIST-M test accuracy; {device_name()}, TensorFlow {tf.__version__}, seeds {args.seeds}\n")
     print("| method | experiment | paper | target acc. mean ± std | per seed | source acc. | PAD inputs -> features | wall s / run (median) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for experiment, runs in table.items():

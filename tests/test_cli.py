@@ -76,8 +76,8 @@ def test_mnist_m_experiment_on_small_subsets_then_evaluate_on_original(small_mni
         "dann.train",
         "+experiment=mnist_m",
         f"data.data_dir={small_mnist_m_dir}",
-        "data.source_train_split=train[:512]",
-        "data.source_test_split=test[:200]",
+        "data.source_train_split='train[:512]'",  # quoted: brackets are Hydra syntax
+        "data.source_test_split='test[:200]'",
         *TINY_OVERRIDES,
         f"hydra.run.dir={run_dir}",
         cwd=tmp_path,

@@ -1,0 +1,201 @@
+"""`python -m dann.benchmark`: how fast the DANN training step runs, and how close to the hardware.
+
+    python -m dann.benchmark --out benchmark.json                       # the paper's model, batch 64 + 64
+    python -m dann.benchmark trainer.steps_per_call=10 trainer.jit_compile=true
+
+Measures, on one process and device (warm-up excluded, median and spread of repeats):
+  compiled_images_per_s   the compiled step on batches already in memory
+  pipeline_images_per_s   the whole path: TFDS -> tf.data -> compiled step, as `fit` runs it
+  eager_images_per_s      a plain eager GradientTape step, the naive baseline
+  input_wait_fraction     the share of the pipeline run spent waiting for input
+  flops_per_image         counted from the layers: forward and backward, per training image
+  achieved_flops_per_s    flops_per_image * compiled_images_per_s
+  matmul_ceiling_flops_per_s  a large float32 matrix multiply on the same device, the practical ceiling
+Images are counted source + target: one step of batch 64 processes 128 images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from dann.algorithm import DANN
+from dann.config import build_algorithm, build_datasets, build_model, compose_config, loop_settings
+from dann.data import training_batches
+from dann.models import DANNModel
+
+
+def layer_flops(network: keras.Sequential, input_shape: tuple[int, ...]) -> int:
+    """Forward FLOPs (multiply and add counted apart) of one example through `network`'s conv and dense layers."""
+    flops, shape = 0, (1, *input_shape)
+    for layer in network.layers:
+        output_shape = layer.compute_output_shape(shape)
+        if isinstance(layer, keras.layers.Conv2D):
+            kernel_h, kernel_w = layer.kernel_size
+            flops += 2 * int(np.prod(output_shape[1:])) * kernel_h * kernel_w * shape[-1]
+        elif isinstance(layer, keras.layers.Dense):
+            flops += 2 * shape[-1] * layer.units
+        shape = output_shape
+    return flops
+
+
+def training_flops_per_image(model: DANNModel, input_shape: tuple[int, ...]) -> int:
+    """FLOPs of one training image: the forward pass through all three networks, times 3 for the backward.
+
+    The backward pass costs two forward passes (gradients of the inputs and of the
+    weights), the usual estimate.
+    """
+    feature_shape = model.feature_extractor.compute_output_shape((1, *input_shape))[1:]
+    forward = (
+        layer_flops(model.feature_extractor, input_shape)
+        + layer_flops(model.label_classifier, feature_shape)
+        + layer_flops(model.domain_classifier, feature_shape)
+    )
+    return 3 * forward
+
+
+def matmul_ceiling(size: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of a `size` x `size` float32 matrix multiply, compiled, median of `repeats`."""
+    a = tf.random.normal((size, size))
+    b = tf.random.normal((size, size))
+    chain = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(tf.matmul(a, b), b)))
+    chain(a, b).numpy()
+    seconds = _repeat(lambda: chain(a, b).numpy(), repeats)
+    return 2 * 2 * size**3 / statistics.median(seconds)
+
+
+def device_name() -> str:
+    """The GPU's name if TensorFlow sees one, else the CPU model and its logical core count."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor())
+    return f"{model}, {os.cpu_count()} logical cores"
+
+
+def benchmark(overrides: list[str], steps: int = 100, repeats: int = 5) -> dict:
+    """Runs the measurements for the config `overrides` compose; returns the figures."""
+    cfg = compose_config(overrides)
+    settings = loop_settings(cfg)
+    keras.utils.set_random_seed(cfg.seed)
+    datasets = build_datasets(cfg)
+    algorithm = build_algorithm(cfg, build_model(cfg, datasets))
+    images_per_step = 2 * settings.batch_size
+    k = settings.steps_per_call
+    calls_per_repeat = max(steps // k, 1)
+    calls = iter(training_batches(datasets, settings.batch_size, cfg.seed).batch(k))
+    in_memory = next(calls)
+    step0 = tf.constant(0, tf.int64)
+
+    def compiled_run():
+        (sx, sy), tx = in_memory
+        for _ in range(calls_per_repeat):
+            metrics = algorithm.update_steps(sx, sy, tx, step0)
+        float(metrics["loss"])
+
+    waits: list[float] = []
+
+    def pipeline_run():
+        waited = 0.0
+        for _ in range(calls_per_repeat):
+            before = time.perf_counter()
+            (sx, sy), tx = next(calls)
+            waited += time.perf_counter() - before
+            metrics = algorithm.update_steps(sx, sy, tx, step0)
+        float(metrics["loss"])
+        waits.append(waited)
+
+    (sx, sy), tx = in_memory
+
+    def eager_run():
+        for i in range(max(steps // 10, 1)):  # eager is slow: fewer steps, same per-image rate
+            _, gradients_and_variables = algorithm.compute_gradients(sx[0], sy[0], tx[0], step0)
+            algorithm.optimizer.apply_gradients(gradients_and_variables)
+
+    images = calls_per_repeat * k * images_per_step
+    compiled_run()  # warm-up: tracing and the first pipeline epoch's start
+    pipeline_run()
+    waits.clear()
+    eager_run()
+    compiled = [images / s for s in _repeat(compiled_run, repeats)]
+    pipeline_seconds = _repeat(pipeline_run, repeats)
+    pipeline = [images / s for s in pipeline_seconds]
+    eager = [max(steps // 10, 1) * images_per_step / s for s in _repeat(eager_run, repeats)]
+    flops = training_flops_per_image(algorithm.model, datasets.input_shape)
+    ceiling = matmul_ceiling()
+    compiled_median = statistics.median(compiled)
+    return {
+        "config": overrides,
+        "batch_size": settings.batch_size,
+        "steps_per_call": k,
+        "jit_compile": bool(cfg.trainer.jit_compile),
+        "repeats": repeats,
+        "compiled_images_per_s": compiled_median,
+        "compiled_images_per_s_spread": _spread(compiled),
+        "pipeline_images_per_s": statistics.median(pipeline),
+        "pipeline_images_per_s_spread": _spread(pipeline),
+        "eager_images_per_s": statistics.median(eager),
+        "eager_images_per_s_spread": _spread(eager),
+        "input_wait_fraction": statistics.median(w / s for w, s in zip(waits, pipeline_seconds)),
+        "flops_per_image": flops,
+        "achieved_flops_per_s": flops * compiled_median,
+        "matmul_ceiling_flops_per_s": ceiling,
+        "fraction_of_ceiling": flops * compiled_median / ceiling,
+        "device": device_name(),
+        "tensorflow": tf.__version__,
+    }
+
+
+def _repeat(run: Callable[[], object], repeats: int) -> list[float]:
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def _spread(values: list[float]) -> list[float]:
+    """`[min, max]` of the repeats."""
+    return [min(values), max(values)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides; default: +experiment=mnist_m_paper")
+    parser.add_argument("--steps", type=int, default=100, help="training steps per repeat")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    args = parser.parse_args()
+    overrides = args.overrides or ["+experiment=mnist_m_paper"]
+    figures = benchmark(overrides, args.steps, args.repeats)
+    print(f"device: {figures['device']}, TensorFlow {figures['tensorflow']}")
+    print(f"config: {' '.join(overrides)}; batch {figures['batch_size']} + {figures['batch_size']}, "
+          f"{figures['steps_per_call']} step(s) per call, jit_compile={figures['jit_compile']}")
+    for key in ("compiled_images_per_s", "pipeline_images_per_s", "eager_images_per_s"):
+        low, high = figures[f"{key}_spread"]
+        print(f"{key:<28} {figures[key]:>12,.0f}   (min {low:,.0f}, max {high:,.0f}, {args.repeats} repeats)")
+    print(f"{'input_wait_fraction':<28} {figures['input_wait_fraction']:>12.3f}")
+    print(f"{'flops_per_image':<28} {figures['flops_per_image']:>12,.0f}")
+    print(f"{'achieved_flops_per_s':<28} {figures['achieved_flops_per_s'] / 1e9:>12.1f} GFLOP/s")
+    print(f"{'matmul_ceiling_flops_per_s':<28} {figures['matmul_ceiling_flops_per_s'] / 1e9:>12.1f} GFLOP/s")
+    print(f"{'fraction_of_ceiling':<28} {figures['fraction_of_ceiling']:>12.1%}")
+    print(f"{'compiled / eager':<28} {figures['compiled_images_per_s'] / figures['eager_images_per_s']:>12.1f}x")
+    if args.out:
+        args.out.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+from dann.benchmark import benchmark, training_flops_per_image
+from dann.models import build_dann_model, classifier_head, conv_stack
+
+
+def test_flops_of_the_paper_model_match_a_hand_count():
+    model = build_dann_model(
+        conv_stack(name="feature_extractor"),
+        classifier_head([100, 100], num_outputs=10, name="label_classifier"),
+        classifier_head([100], num_outputs=1, name="domain_classifier"),
+        input_shape=(28, 28, 3),
+    )
+    conv1 = 2 * (24 * 24 * 32) * (5 * 5 * 3)
+    conv2 = 2 * (8 * 8 * 48) * (5 * 5 * 32)
+    label_head = 2 * (768 * 100 + 100 * 100 + 100 * 10)
+    domain_head = 2 * (768 * 100 + 100 * 1)
+    assert training_flops_per_image(model, (28, 28, 3)) == 3 * (conv1 + conv2 + label_head + domain_head)
+
+
+def test_benchmark_reports_every_figure():
+    figures = benchmark(["+experiment=moons", "trainer.steps_per_call=5"], steps=10, repeats=2)
+    for key in (
+        "compiled_images_per_s",
+        "pipeline_images_per_s",
+        "eager_images_per_s",
+        "flops_per_image",
+        "achieved_flops_per_s",
+        "matmul_ceiling_flops_per_s",
+    ):
+        assert figures[key] > 0, key
+    assert 0.0 <= figures["input_wait_fraction"] <= 1.0
+    assert figures["device"]
