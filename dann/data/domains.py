@@ -62,14 +62,29 @@ def evaluation_batches(dataset: tf.data.Dataset, batch_size: int, normalize: Nor
     return _normalized(dataset.batch(batch_size), normalize).prefetch(tf.data.AUTOTUNE)
 
 
-def _endless(dataset: tf.data.Dataset, batch_size: int, seed: int, normalize: Normalizer | None) -> tf.data.Dataset:
-    batches = (
-        dataset.cache()
-        .shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
-        .repeat()
-        .batch(batch_size, drop_remainder=True)
-    )
-    return _normalized(batches, normalize)
+def _endless(dataset: tf.data.Dataset, batch_size: int, seed: int, transform: Normalizer | None) -> tf.data.Dataset:
+    """Shuffled, repeated batches: gathered from tensors in memory when the split fits, else streamed."""
+    in_memory = _in_memory(dataset)
+    if in_memory is None:
+        batches = dataset.cache().shuffle(10_000, seed=seed).repeat().batch(batch_size, drop_remainder=True)
+        return _normalized(batches, transform)
+    inputs, labels = in_memory
+    # One vectorised gather per batch instead of per-example tf.data work: the pipeline
+    # then costs little of the two or so cores that the training step also needs.
+    indices = tf.data.Dataset.range(labels.shape[0]).shuffle(labels.shape[0], seed=seed).repeat()
+    batches = indices.batch(batch_size, drop_remainder=True).map(lambda i: (tf.gather(inputs, i), tf.gather(labels, i)))
+    return _normalized(batches, transform)
+
+
+def _in_memory(dataset: tf.data.Dataset, max_bytes: int = 2**31) -> tuple[tf.Tensor, tf.Tensor] | None:
+    """The whole `(input, label)` dataset as two tensors, or `None` if its size is unknown or above `max_bytes`."""
+    count = int(dataset.cardinality())
+    input_spec = dataset.element_spec[0]
+    if count < 1 or not input_spec.shape.is_fully_defined():
+        return None
+    if count * input_spec.shape.num_elements() * input_spec.dtype.size > max_bytes:
+        return None
+    return next(iter(dataset.batch(count)))
 
 
 def _compose(first: Normalizer | None, second: Normalizer | None) -> Normalizer | None:
