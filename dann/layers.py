@@ -68,7 +68,8 @@ class GradientReversal(keras.layers.Layer):
     def call(self, inputs, lambda_=None):
         if lambda_ is None:
             lambda_ = self.lambda_
-        return reverse_gradient(inputs, tf.convert_to_tensor(lambda_, dtype=tf.float32))
+        # Under mixed precision Keras casts `lambda_` to the compute dtype; keep it exact.
+        return reverse_gradient(inputs, tf.cast(lambda_, tf.float32))
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -95,3 +95,14 @@ def test_under_mirrored_strategy_on_two_cpus():
 
     # Each of the two replicas contributes -lambda = -2 per element.
     np.testing.assert_allclose(replica_grad(tf.ones((3,))).numpy(), [-4.0, -4.0, -4.0])
+
+
+def test_under_mixed_bfloat16_policy():
+    layer = GradientReversal(dtype="mixed_bfloat16")
+    x = tf.ones((2, 3), tf.bfloat16)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        total = tf.reduce_sum(layer(x, lambda_=tf.constant(0.5)))
+    grad = tape.gradient(total, x)
+    assert grad.dtype == tf.bfloat16
+    np.testing.assert_allclose(tf.cast(grad, tf.float32).numpy(), np.full((2, 3), -0.5))
