@@ -62,3 +62,24 @@ def test_typos_and_wrong_types_are_refused_at_composition(override, mentions):
     with pytest.raises(ConfigCompositionException) as caught:
         compose_config([override])
     assert mentions in str(caught.value) + str(caught.value.__cause__)
+
+
+def test_unknown_precision_is_refused_before_building():
+    cfg = compose_config(["+experiment=moons", "trainer.precision=float8"])
+    with pytest.raises(ValueError, match="trainer.precision must be one of"):
+        build_model(cfg, build_datasets(cfg))
+
+
+def test_mixed_bfloat16_training_runs(tmp_path):
+    import keras
+    import numpy as np
+
+    from dann.train import train
+    from tests_support import TINY_OVERRIDES
+
+    try:
+        results = train(compose_config(["+experiment=moons", "trainer.precision=mixed_bfloat16", *TINY_OVERRIDES]), tmp_path)
+        assert np.isfinite(results["target_test_accuracy"])
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"
+    finally:
+        keras.config.set_dtype_policy("float32")
