@@ -95,12 +95,12 @@ def benchmark(overrides: list[str], steps: int = 100, repeats: int = 5) -> dict:
     images_per_step = 2 * settings.batch_size
     k = settings.steps_per_call
     calls_per_repeat = max(steps // k, 1)
+    eager_steps = max(steps // 10, 1)  # eager is slow: fewer steps, same per-image rate
     calls = iter(training_batches(datasets, settings.batch_size, cfg.seed).batch(k))
-    in_memory = next(calls)
+    (sx, sy), tx = next(calls)  # kept in memory for the compiled and eager runs
     step0 = tf.constant(0, tf.int64)
 
     def compiled_run():
-        (sx, sy), tx = in_memory
         for _ in range(calls_per_repeat):
             metrics = algorithm.update_steps(sx, sy, tx, step0)
         float(metrics["loss"])
@@ -111,16 +111,14 @@ def benchmark(overrides: list[str], steps: int = 100, repeats: int = 5) -> dict:
         waited = 0.0
         for _ in range(calls_per_repeat):
             before = time.perf_counter()
-            (sx, sy), tx = next(calls)
+            (source_x, source_y), target_x = next(calls)
             waited += time.perf_counter() - before
-            metrics = algorithm.update_steps(sx, sy, tx, step0)
+            metrics = algorithm.update_steps(source_x, source_y, target_x, step0)
         float(metrics["loss"])
         waits.append(waited)
 
-    (sx, sy), tx = in_memory
-
     def eager_run():
-        for i in range(max(steps // 10, 1)):  # eager is slow: fewer steps, same per-image rate
+        for _ in range(eager_steps):
             _, gradients_and_variables = algorithm.compute_gradients(sx[0], sy[0], tx[0], step0)
             algorithm.optimizer.apply_gradients(gradients_and_variables)
 
@@ -132,7 +130,7 @@ def benchmark(overrides: list[str], steps: int = 100, repeats: int = 5) -> dict:
     compiled = [images / s for s in _repeat(compiled_run, repeats)]
     pipeline_seconds = _repeat(pipeline_run, repeats)
     pipeline = [images / s for s in pipeline_seconds]
-    eager = [max(steps // 10, 1) * images_per_step / s for s in _repeat(eager_run, repeats)]
+    eager = [eager_steps * images_per_step / s for s in _repeat(eager_run, repeats)]
     flops = training_flops_per_image(algorithm.model, datasets.input_shape)
     ceiling = matmul_ceiling()
     compiled_median = statistics.median(compiled)

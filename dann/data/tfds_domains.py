@@ -104,7 +104,10 @@ def load_split(name: str, split: str, data_dir: str | None = None) -> tf.data.Da
         data_dir: the TFDS data directory; `None` follows TFDS (`TFDS_DATA_DIR`, else
             `~/tensorflow_datasets`).
     """
-    builder = dataset_builder(name, data_dir)
+    return _supervised_split(dataset_builder(name, data_dir), name, split)
+
+
+def _supervised_split(builder: tfds.core.DatasetBuilder, name: str, split: str) -> tf.data.Dataset:
     base_split = split.split("[")[0]
     if base_split not in builder.info.splits:
         raise MissingDataError(
@@ -140,11 +143,12 @@ def tfds_domains(
     Raises:
         ValueError: when the two datasets' label spaces differ.
     """
-    labels = {name: dataset_builder(name, data_dir).info.features["label"] for name in (source, target)}
+    builders = {name: dataset_builder(name, data_dir) for name in (source, target)}
+    labels = {name: builder.info.features["label"] for name, builder in builders.items()}
     check_same_label_space(source, labels[source], target, labels[target])
 
     def split(name: str, split_name: str) -> tf.data.Dataset:
-        examples = load_split(name, split_name, data_dir)
+        examples = _supervised_split(builders[name], name, split_name)
         return examples.map(lambda x, y: (preprocessing.prepare(x), y), num_parallel_calls=tf.data.AUTOTUNE)
 
     return DomainDatasets(
