@@ -12,13 +12,14 @@ from dann.models import DANNModel
 
 Metrics = dict[str, tf.Tensor]
 GradientsAndVariables = list[tuple[tf.Tensor | None, tf.Variable]]
+FEATURE_PASSES = ("joint", "per_domain")
 
 
 class DANN:
     """Domain-adversarial training of a `DANNModel` (Ganin et al., JMLR 2016, algorithm 1).
 
     Each step feeds a labelled source batch and an unlabelled target batch through the
-    feature extractor in one pass, computes the label loss on source and the domain
+    feature extractor (in one pass by default), computes the label loss on source and the domain
     loss on both domains (through the gradient reversal, scaled by lambda), and
     applies the gradient of `label_loss + domain_loss_weight * domain_loss` to every
     trainable variable of the model.
@@ -35,6 +36,9 @@ class DANN:
             entropy minimisation (Grandvalet & Bengio, 2005), which pushes target
             predictions to be confident and decision boundaries away from target data.
         jit_compile: compile the update with XLA (often faster on GPUs, not always on CPUs).
+        feature_pass: `"joint"` runs the feature extractor once on the concatenated
+            source and target batch; `"per_domain"` runs it once per domain, so batch
+            normalisation normalises each domain with its own statistics.
 
     Example:
         >>> algorithm = DANN(model, keras.optimizers.SGD(0.01), SigmoidRamp(), total_steps=1000)
@@ -50,12 +54,16 @@ class DANN:
         domain_loss_weight: float = 1.0,
         target_entropy_weight: float = 0.0,
         jit_compile: bool = False,
+        feature_pass: str = "joint",
     ):
         if total_steps < 1:
             raise ValueError(f"DANN: total_steps must be >= 1. Received: total_steps={total_steps}")
         for name, weight in (("domain_loss_weight", domain_loss_weight), ("target_entropy_weight", target_entropy_weight)):
             if weight < 0:
                 raise ValueError(f"DANN: {name} must be >= 0. Received: {name}={weight}")
+        if feature_pass not in FEATURE_PASSES:
+            raise ValueError(f"DANN: feature_pass must be one of {FEATURE_PASSES}. Received: feature_pass={feature_pass!r}")
+        self.feature_pass = feature_pass
         self.model = model
         self.optimizer = optimizer
         self.adaptation_schedule = adaptation_schedule
@@ -94,7 +102,12 @@ class DANN:
             (source batch) and `domain_accuracy` (both batches), float32 scalars.
         """
         num_source = tf.shape(source_x)[0]
-        features = self.model.feature_extractor(tf.concat([source_x, target_x], axis=0), training=training)
+        if self.feature_pass == "joint":
+            features = self.model.feature_extractor(tf.concat([source_x, target_x], axis=0), training=training)
+        else:
+            features = tf.concat(
+                [self.model.feature_extractor(x, training=training) for x in (source_x, target_x)], axis=0
+            )
         class_logits = self.model.label_classifier(features, training=training)
         domain_logits = self.model.domain_logits(features, lambda_, training=training)
         return {

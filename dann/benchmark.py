@@ -151,6 +151,9 @@ def benchmark(overrides: list[str], steps: int = 100, repeats: int = 5) -> dict:
         "achieved_flops_per_s": flops * compiled_median,
         "matmul_ceiling_flops_per_s": ceiling,
         "fraction_of_ceiling": flops * compiled_median / ceiling,
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
         "device": device_name(),
         "tensorflow": tf.__version__,
     }
@@ -176,12 +179,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="training steps per repeat")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    parser.add_argument("--intra-op-threads", type=int, default=0, help="threads within an op; 0: TensorFlow's choice")
+    parser.add_argument("--inter-op-threads", type=int, default=0, help="ops run at once; 0: TensorFlow's choice")
     args = parser.parse_args()
+    tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     overrides = args.overrides or ["+experiment=mnist_m_paper"]
     figures = benchmark(overrides, args.steps, args.repeats)
     print(f"device: {figures['device']}, TensorFlow {figures['tensorflow']}")
     print(f"config: {' '.join(overrides)}; batch {figures['batch_size']} + {figures['batch_size']}, "
-          f"{figures['steps_per_call']} step(s) per call, jit_compile={figures['jit_compile']}")
+          f"{figures['steps_per_call']} step(s) per call, jit_compile={figures['jit_compile']}; threads intra "
+          f"{figures['intra_op_threads']} inter {figures['inter_op_threads']} (0: default), "
+          f"TF_ENABLE_ONEDNN_OPTS={figures['onednn']}")
     for key in ("compiled_images_per_s", "pipeline_images_per_s", "eager_images_per_s"):
         low, high = figures[f"{key}_spread"]
         print(f"{key:<28} {figures[key]:>12,.0f}   (min {low:,.0f}, max {high:,.0f}, {args.repeats} repeats)")

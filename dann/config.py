@@ -56,6 +56,7 @@ class TrainerConfig:
     steps_per_call: int = 1
     jit_compile: bool = False
     precision: str = "float32"
+    feature_pass: str = "joint"
 
 
 @dataclass
@@ -129,6 +130,7 @@ def build_algorithm(cfg: DictConfig, model: DANNModel) -> DANN:
         domain_loss_weight=cfg.trainer.domain_loss_weight,
         target_entropy_weight=cfg.trainer.target_entropy_weight,
         jit_compile=cfg.trainer.jit_compile,
+        feature_pass=cfg.trainer.feature_pass,
     )
 
 
