@@ -36,6 +36,10 @@ class DANN:
             entropy minimisation (Grandvalet & Bengio, 2005), which pushes target
             predictions to be confident and decision boundaries away from target data.
         jit_compile: compile the update with XLA (often faster on GPUs, not always on CPUs).
+        strategy: the `tf.distribute.Strategy` whose scope `model` and `optimizer` were
+            built in; each update runs under `strategy.run`, every replica on its slice
+            of the batch, with losses scaled to the global batch (default: the current
+            strategy, one device unless inside a scope).
         feature_pass: `"joint"` runs the feature extractor once on the concatenated
             source and target batch; `"per_domain"` runs it once per domain, so batch
             normalisation normalises each domain with its own statistics.
@@ -54,6 +58,7 @@ class DANN:
         domain_loss_weight: float = 1.0,
         target_entropy_weight: float = 0.0,
         jit_compile: bool = False,
+        strategy: tf.distribute.Strategy | None = None,
         feature_pass: str = "joint",
     ):
         if total_steps < 1:
@@ -70,9 +75,13 @@ class DANN:
         self.total_steps = total_steps
         self.domain_loss_weight = domain_loss_weight
         self.target_entropy_weight = target_entropy_weight
-        self.optimizer.build(model.trainable_variables)  # slots exist before any trace
-        self.update = tf.function(self._update, jit_compile=jit_compile)
-        self.update_steps = tf.function(self._update_steps, jit_compile=jit_compile, reduce_retracing=True)
+        self.strategy = strategy or tf.distribute.get_strategy()
+        with self.strategy.scope():
+            self.optimizer.build(model.trainable_variables)  # slots exist before any trace
+        if jit_compile:  # XLA compiles each replica's step; the loops around it stay plain graphs
+            self._replica_update = tf.function(self._replica_update, jit_compile=True)
+        self.update = tf.function(self._update)
+        self.update_steps = tf.function(self._update_steps, reduce_retracing=True)
         self.predict = tf.function(self._predict)
 
     def adaptation_factor(self, step: tf.Tensor) -> tf.Tensor:
@@ -136,17 +145,27 @@ class DANN:
         with tf.GradientTape() as tape:
             terms = self.forward(source_x, source_y, target_x, lambda_, training=True)
             loss = self.total_loss(terms)
-            scaled_loss = self.optimizer.scale_loss(loss)  # identity unless a LossScaleOptimizer
+            # Replicas' gradients are summed, so each contributes its share of the global mean.
+            scaled_loss = self.optimizer.scale_loss(loss / _replicas_in_sync())  # scale: only a LossScaleOptimizer
         variables = self.model.trainable_variables
         gradients = tape.gradient(scaled_loss, variables)
         return {**terms, "loss": loss, "lambda": lambda_}, list(zip(gradients, variables))
 
-    def _update(self, source_x: tf.Tensor, source_y: tf.Tensor, target_x: tf.Tensor, step: tf.Tensor) -> Metrics:
-        """One update on a batch pair (`update`, compiled): the metrics of `compute_gradients` and the learning rate."""
+    def _replica_update(self, source_x: tf.Tensor, source_y: tf.Tensor, target_x: tf.Tensor, step: tf.Tensor) -> Metrics:
+        """One replica's part of an update: its slice of the batch pair, its gradients applied (summed over replicas)."""
+        source_x, source_y, target_x = (_replica_slice(batch) for batch in (source_x, source_y, target_x))
         metrics, gradients_and_variables = self.compute_gradients(source_x, source_y, target_x, step)
         learning_rate = self.optimizer.learning_rate  # the rate this step is taken with
         self.optimizer.apply_gradients(gradients_and_variables)
         return {**metrics, "learning_rate": tf.cast(learning_rate, tf.float32)}
+
+    def _update(self, source_x: tf.Tensor, source_y: tf.Tensor, target_x: tf.Tensor, step: tf.Tensor) -> Metrics:
+        """One update on a batch pair (`update`, compiled): the metrics of `compute_gradients` and the learning rate.
+
+        The metrics are averaged over replicas, whose slices are of equal size: the global batch's.
+        """
+        per_replica = self.strategy.run(self._replica_update, args=(source_x, source_y, target_x, step))
+        return {key: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None) for key, value in per_replica.items()}
 
     def _update_steps(self, source_x: tf.Tensor, source_y: tf.Tensor, target_x: tf.Tensor, first_step: tf.Tensor) -> Metrics:
         """`k` updates in one compiled call (`update_steps`), which saves `k - 1` Python round trips.
@@ -176,3 +195,18 @@ def predicted_classes(model: keras.Model, inputs: tf.Tensor) -> tf.Tensor:
 
 def _accuracy(predicted: tf.Tensor, expected: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.cast(tf.equal(tf.cast(predicted, tf.int64), tf.cast(expected, tf.int64)), tf.float32))
+
+
+def _replicas_in_sync() -> int:
+    context = tf.distribute.get_replica_context()
+    return context.num_replicas_in_sync if context is not None else tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def _replica_slice(batch: tf.Tensor) -> tf.Tensor:
+    """This replica's equal share of `batch` `(B, ...)` along the batch axis (all of it on one device)."""
+    context = tf.distribute.get_replica_context()
+    replicas = context.num_replicas_in_sync
+    if replicas == 1:
+        return batch
+    size = tf.shape(batch)[0] // replicas
+    return batch[context.replica_id_in_sync_group * size : (context.replica_id_in_sync_group + 1) * size]

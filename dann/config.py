@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import keras
+import tensorflow as tf
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.utils import instantiate
@@ -44,7 +45,8 @@ class ScheduleConfig:
 
 @dataclass
 class TrainerConfig:
-    """Loop settings: see `dann.loop.LoopSettings`; the loss weights as in `dann.algorithm.DANN`."""
+    """Loop settings: see `dann.loop.LoopSettings`; the loss weights as in `dann.algorithm.DANN`;
+    devices as in `dann.devices`; run-directory handling as in `dann.train`."""
 
     steps: int = 1000
     batch_size: int = 64
@@ -57,6 +59,14 @@ class TrainerConfig:
     jit_compile: bool = False
     precision: str = "float32"
     feature_pass: str = "joint"
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    progress: bool = True
+    select: str = "last"
+    strategy: str = "default"
+    cpu_devices: int = 1
+    deterministic: bool = False
+    overwrite: bool = False
 
 
 @dataclass
@@ -120,17 +130,20 @@ def build_optimizer(cfg: DictConfig) -> keras.optimizers.Optimizer:
     return optimizer
 
 
-def build_algorithm(cfg: DictConfig, model: DANNModel) -> DANN:
-    """DANN training of `model` as `cfg` describes."""
+def build_algorithm(cfg: DictConfig, model: DANNModel, strategy: tf.distribute.Strategy | None = None) -> DANN:
+    """DANN training of `model` (built in `strategy`'s scope, if given) as `cfg` describes."""
+    with (strategy or tf.distribute.get_strategy()).scope():
+        optimizer = build_optimizer(cfg)
     return DANN(
         model,
-        build_optimizer(cfg),
+        optimizer,
         adaptation_schedule=instantiate(cfg.schedule.adaptation),
         total_steps=cfg.trainer.steps,
         domain_loss_weight=cfg.trainer.domain_loss_weight,
         target_entropy_weight=cfg.trainer.target_entropy_weight,
         jit_compile=cfg.trainer.jit_compile,
         feature_pass=cfg.trainer.feature_pass,
+        strategy=strategy,
     )
 
 
@@ -145,4 +158,8 @@ def loop_settings(cfg: DictConfig) -> LoopSettings:
         eval_batch_size=trainer.eval_batch_size,
         seed=cfg.seed,
         steps_per_call=trainer.steps_per_call,
+        checkpoint_every=trainer.checkpoint_every,
+        keep_checkpoints=trainer.keep_checkpoints,
+        progress=trainer.progress,
+        select=trainer.select,
     )

@@ -1,14 +1,28 @@
-"""The training loop: batches in, compiled updates, metrics logged, accuracy evaluated."""
+"""The training loop: batches in, compiled updates, metrics logged, evaluated, checkpointed.
+
+With a run directory, `fit` keeps there:
+  checkpoints/      `tf.train.CheckpointManager` checkpoints: model, optimizer, step, the
+                    input pipeline's position, and the model-selection state; `fit`
+                    resumes from the latest one
+  metrics.jsonl     one JSON line per logging or evaluation interval
+  tensorboard/      the same figures as TensorBoard scalars
+  selected.weights.h5  the weights that `select` prefers so far (not with `select="last"`)
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
+import os
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -16,8 +30,14 @@ from dann.algorithm import DANN
 from dann.data import DomainDatasets, evaluation_batches, training_batches
 from dann.diagnostics import verify_gradients
 from dann.evaluation import evaluate_classifier
+from dann.selection import SELECT_OPTIONS, dev_risk, improves
 
 log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+SELECTED_WEIGHTS_FILE = "selected.weights.h5"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -36,7 +56,12 @@ class LoopSettings:
         eval_batch_size: examples per evaluation batch, >= 1.
         seed: the shuffling seed.
         steps_per_call: updates per compiled call (`DANN.update_steps`), >= 1; `steps`,
-            `log_every` and `eval_every` must be multiples of it.
+            `log_every`, `eval_every` and `checkpoint_every` must be multiples of it.
+        checkpoint_every: steps between checkpoints, >= 1 (and one at the end).
+        keep_checkpoints: how many recent checkpoints to keep, >= 1.
+        progress: show a progress bar when standard output is a terminal.
+        select: which evaluation's model to keep: `"last"`, or the best by a label-free
+            criterion of `dann.selection` (`"source_test_accuracy"`, `"dev_risk"`).
     """
 
     steps: int
@@ -46,91 +71,245 @@ class LoopSettings:
     eval_batch_size: int = 1000
     seed: int = 0
     steps_per_call: int = 1
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    progress: bool = True
+    select: str = "last"
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "log_every", "eval_every", "eval_batch_size", "steps_per_call"):
+        names = ("steps", "batch_size", "log_every", "eval_every", "eval_batch_size", "steps_per_call", "checkpoint_every", "keep_checkpoints")
+        for name in names:
             value = getattr(self, name)
             if value < 1:
                 raise ValueError(f"trainer.{name} must be >= 1. Received: {name}={value}")
-        for name in ("steps", "log_every", "eval_every"):
+        if self.select not in SELECT_OPTIONS:
+            raise ValueError(f"trainer.select must be one of {SELECT_OPTIONS}. Received: select={self.select!r}")
+        for name in ("steps", "log_every", "eval_every", "checkpoint_every"):
             value = getattr(self, name)
             if value % self.steps_per_call:
                 raise ValueError(
                     f"trainer.{name}={value} is not a multiple of trainer.steps_per_call={self.steps_per_call}: "
-                    "logging and evaluation happen between compiled calls. Change one of them."
+                    "logging, evaluation and checkpoints happen between compiled calls. Change one of them."
                 )
 
 
-def fit(algorithm: DANN, datasets: DomainDatasets, settings: LoopSettings, metrics_path: Path | None = None) -> dict:
+def fit(algorithm: DANN, datasets: DomainDatasets, settings: LoopSettings, run_dir: Path | None = None) -> dict:
     """Trains `algorithm` on `datasets` and returns the final metrics.
 
     Before the first update, `verify_gradients` checks that every trainable variable
-    gets a gradient and that the domain gradient reaches the features reversed.
+    gets a gradient and that the domain gradient reaches the features reversed. With
+    `run_dir`, training resumes from the latest checkpoint there, if any, and Ctrl-C
+    saves a checkpoint before stopping.
 
     Args:
         algorithm: the model, optimizer and schedules to train.
         datasets: source and target splits.
-        settings: steps, batch size and reporting intervals.
-        metrics_path: where to append one JSON line per logging or evaluation interval.
+        settings: steps, batch size, reporting, checkpointing and selection.
+        run_dir: where to keep checkpoints, metrics and TensorBoard events (see the
+            module docstring); `None` keeps nothing.
 
     Returns:
-        `source_test_accuracy`, `target_test_accuracy`, `steps`, `train_seconds`, and
+        `source_test_accuracy`, `target_test_accuracy` (of the selected model), `steps`,
+        `selected_step`, `resumed_from_step`, `train_seconds` (this process), and
         `input_wait_fraction`: the share of training time (evaluation excluded) spent
         waiting for the next batch, i.e. how far the input pipeline falls behind the step.
     """
+    replicas = algorithm.strategy.num_replicas_in_sync
+    if settings.batch_size % replicas:
+        raise ValueError(
+            f"trainer.batch_size={settings.batch_size} does not split evenly over {replicas} replicas: "
+            "choose a multiple of the number of replicas."
+        )
     calls = iter(training_batches(datasets, settings.batch_size, settings.seed).batch(settings.steps_per_call))
-    tests = {
-        "source_test_accuracy": evaluation_batches(datasets.source_test, settings.eval_batch_size, datasets.normalize),
-        "target_test_accuracy": evaluation_batches(datasets.target_test, settings.eval_batch_size, datasets.normalize),
-    }
-    writer = _JsonLines(metrics_path)
+    run = _RunState(algorithm, calls, settings, run_dir)
+    first = run.restore()
+    progress = keras.utils.Progbar(settings.steps, verbose=1 if settings.progress and sys.stdout.isatty() else 0)
+    progress.update(first)
     window: list[dict[str, tf.Tensor]] = []
     accuracies: dict[str, float] = {}
     start = time.perf_counter()
     waiting = evaluating = 0.0
-    for first_step in range(0, settings.steps, settings.steps_per_call):
-        before_input = time.perf_counter()
-        (source_x, source_y), target_x = next(calls)  # (steps_per_call, batch_size, ...) each
-        waiting += time.perf_counter() - before_input
-        step_tensor = tf.constant(first_step, tf.int64)
-        if first_step == 0:
-            verify_gradients(algorithm, source_x[0], source_y[0], target_x[0], step_tensor)
-        window.append(algorithm.update_steps(source_x, source_y, target_x, step_tensor))
-        done = first_step + settings.steps_per_call
-        if done % settings.log_every == 0 or done == settings.steps:
-            record = _mean(window)
-            window.clear()
-            _check_finite(record, done)
-            writer.write({"step": done, "elapsed_seconds": time.perf_counter() - start, **record})
-            log.info("step %d/%d  %s", done, settings.steps, _format(record))
-        if done % settings.eval_every == 0 or done == settings.steps:
-            before_evaluation = time.perf_counter()
-            accuracies = {
-                name: evaluate_classifier(algorithm.predict, split, datasets.num_classes)["accuracy"]
-                for name, split in tests.items()
-            }
-            evaluating += time.perf_counter() - before_evaluation
-            writer.write({"step": done, "elapsed_seconds": time.perf_counter() - start, **accuracies})
-            log.info("step %d/%d  %s", done, settings.steps, _format(accuracies))
+    done = first
+    with _GracefulInterrupt() as interrupt, run:
+        for first_step in range(first, settings.steps, settings.steps_per_call):
+            before_input = time.perf_counter()
+            (source_x, source_y), target_x = next(calls)  # (steps_per_call, batch_size, ...) each
+            waiting += time.perf_counter() - before_input
+            step_tensor = tf.constant(first_step, tf.int64)
+            if first_step == 0:
+                verify_gradients(algorithm, source_x[0], source_y[0], target_x[0], step_tensor)
+            window.append(algorithm.update_steps(source_x, source_y, target_x, step_tensor))
+            done = first_step + settings.steps_per_call
+            progress.update(done)
+            if done % settings.log_every == 0 or done == settings.steps:
+                record = _mean(window)
+                window.clear()
+                _check_finite(record, done, run.latest_step())
+                run.write(done, record)
+                progress.update(done, [(key, record[key]) for key in ("loss", "label_loss", "domain_loss")])
+                log.info("step %d/%d  %s", done, settings.steps, _format(record))
+            if done % settings.eval_every == 0 or done == settings.steps:
+                before_evaluation = time.perf_counter()
+                accuracies = _evaluate(algorithm, datasets, settings)
+                run.consider(done, accuracies)
+                evaluating += time.perf_counter() - before_evaluation
+                run.write(done, accuracies)
+                log.info("step %d/%d  %s", done, settings.steps, _format(accuracies))
+            if done % settings.checkpoint_every == 0 or done == settings.steps:
+                _check_finite({key: float(value) for key, value in window[-1].items()} if window else {}, done, run.latest_step())
+                run.save(done)
+            if interrupt.requested:
+                run.save(done)
+                log.warning("interrupted at step %d: checkpoint saved in %s; run the same command again to resume", done, run_dir)
+                raise KeyboardInterrupt
     train_seconds = time.perf_counter() - start
+    if settings.select != "last":
+        run.load_selected()
+        accuracies = _evaluate(algorithm, datasets, settings)
     return {
-        **accuracies,
+        **{key: accuracies[key] for key in ("source_test_accuracy", "target_test_accuracy")},
         "steps": settings.steps,
+        "selected_step": run.selected_step(),
+        "resumed_from_step": first,
         "train_seconds": train_seconds,
         "input_wait_fraction": waiting / max(train_seconds - evaluating, 1e-9),
     }
+
+
+def _evaluate(algorithm: DANN, datasets: DomainDatasets, settings: LoopSettings) -> dict[str, float]:
+    """Test accuracies of both domains, and DEV's risk; the source accuracy and the risk are the label-free criteria."""
+    figures = {
+        f"{domain}_test_accuracy": evaluate_classifier(
+            algorithm.predict, evaluation_batches(split, settings.eval_batch_size, datasets.normalize), datasets.num_classes
+        )["accuracy"]
+        for domain, split in (("source", datasets.source_test), ("target", datasets.target_test))
+    }
+    figures["dev_risk"] = dev_risk(algorithm.model, datasets, seed=settings.seed)
+    return figures
+
+
+class _RunState:
+    """What `fit` keeps in the run directory: checkpoints, metrics, TensorBoard events, the selected weights."""
+
+    def __init__(self, algorithm: DANN, calls, settings: LoopSettings, run_dir: Path | None):
+        self.model = algorithm.model
+        self.settings = settings
+        self.run_dir = run_dir
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.best_value = tf.Variable(math.nan, dtype=tf.float64, trainable=False)
+        self.best_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
+        self.selected_in_memory: list[np.ndarray] | None = None
+        self.manager = self.writer = None
+        if run_dir is None:
+            return
+        checkpoint = tf.train.Checkpoint(
+            model=algorithm.model, optimizer=algorithm.optimizer, step=self.step, data=calls,
+            best_value=self.best_value, best_step=self.best_step,
+        )
+        self.manager = tf.train.CheckpointManager(checkpoint, run_dir / CHECKPOINT_DIR, max_to_keep=settings.keep_checkpoints)
+        self.writer = tf.summary.create_file_writer(str(run_dir / TENSORBOARD_DIR))
+
+    def restore(self) -> int:
+        """Restores the latest checkpoint, if any, and returns the step to continue from."""
+        if self.manager is None or self.manager.latest_checkpoint is None:
+            return 0
+        self.manager.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+        step = int(self.step.numpy())
+        # Lines written after the checkpoint will be written again.
+        metrics = self.run_dir / METRICS_FILE
+        if metrics.exists():
+            kept = [line for line in metrics.read_text().splitlines() if json.loads(line)["step"] <= step]
+            _write_atomically(metrics, "".join(line + "\n" for line in kept))
+        log.info("resuming from the checkpoint of step %d in %s", step, self.manager.directory)
+        return step
+
+    def latest_step(self) -> int | None:
+        latest = None if self.manager is None else self.manager.latest_checkpoint
+        return None if latest is None else int(latest.rsplit("-", 1)[1])  # saved as <prefix>-<step>
+
+    def write(self, step: int, record: dict[str, float]) -> None:
+        if self.run_dir is None:
+            return
+        with open(self.run_dir / METRICS_FILE, "a") as stream:
+            stream.write(json.dumps({"step": step, **record}) + "\n")
+        with self.writer.as_default(step=step):
+            for key, value in record.items():
+                tf.summary.scalar(key, value)
+
+    def consider(self, step: int, figures: dict[str, float]) -> None:
+        """Keeps the model's weights if the selection criterion prefers them to the best so far."""
+        criterion = self.settings.select
+        if criterion == "last" or not improves(criterion, figures[criterion], float(self.best_value.numpy())):
+            return
+        self.best_value.assign(figures[criterion])
+        self.best_step.assign(step)
+        if self.run_dir is None:
+            self.selected_in_memory = self.model.get_weights()
+            return
+        temporary = self.run_dir / f"{SELECTED_WEIGHTS_FILE}.tmp.weights.h5"
+        self.model.save_weights(temporary)
+        os.replace(temporary, self.run_dir / SELECTED_WEIGHTS_FILE)
+
+    def load_selected(self) -> None:
+        if self.selected_in_memory is not None:
+            self.model.set_weights(self.selected_in_memory)
+        elif self.run_dir is not None and (self.run_dir / SELECTED_WEIGHTS_FILE).exists():
+            self.model.load_weights(self.run_dir / SELECTED_WEIGHTS_FILE)
+
+    def selected_step(self) -> int:
+        return int(self.best_step.numpy()) if self.settings.select != "last" else self.settings.steps
+
+    def save(self, step: int) -> None:
+        if self.manager is not None:
+            self.step.assign(step)
+            self.manager.save(checkpoint_number=step)
+
+    def __enter__(self) -> "_RunState":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class _GracefulInterrupt:
+    """Turns the first Ctrl-C (SIGINT) into a request that the loop honours between compiled calls.
+
+    The update in flight completes, so the checkpoint saved then is consistent (model,
+    optimizer, step and data position agree); a second Ctrl-C stops at once.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("Ctrl-C: stopping after the current call and saving a checkpoint (press again to stop now)")
+
+    def __enter__(self) -> "_GracefulInterrupt":
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread only
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def _mean(window: list[dict[str, tf.Tensor]]) -> dict[str, float]:
     return {key: float(np.mean([float(metrics[key]) for metrics in window])) for key in window[0]}
 
 
-def _check_finite(record: dict[str, float], step: int) -> None:
-    bad = [key for key in ("label_loss", "domain_loss", "loss") if not math.isfinite(record[key])]
+def _check_finite(record: dict[str, float], step: int, last_checkpoint: int | None) -> None:
+    bad = [key for key in ("label_loss", "domain_loss", "loss") if key in record and not math.isfinite(record[key])]
     if bad:
+        kept = "no checkpoint was saved before" if last_checkpoint is None else f"the last good checkpoint (step {last_checkpoint}) is kept"
         raise NonFiniteLossError(
-            f"{', '.join(bad)} became {record[bad[0]]} by step {step}. Lower optimizer.lr, "
-            "check the inputs for NaNs, or shorten the lambda ramp (schedule.adaptation)."
+            f"{', '.join(bad)} became {record[bad[0]]} by step {step}; training stopped and {kept}. "
+            "Lower optimizer.lr, check the inputs for NaNs, or lengthen the lambda ramp (schedule.adaptation)."
         )
 
 
@@ -138,11 +317,7 @@ def _format(record: dict[str, float]) -> str:
     return "  ".join(f"{key}={value:.4g}" for key, value in record.items())
 
 
-class _JsonLines:
-    def __init__(self, path: Path | None):
-        self.path = path
-
-    def write(self, record: dict) -> None:
-        if self.path is not None:
-            with open(self.path, "a") as stream:
-                stream.write(json.dumps(record) + "\n")
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)

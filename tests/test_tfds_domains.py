@@ -63,11 +63,13 @@ def test_per_image_standardisation_removes_colour_cast():
 
 def test_random_inversion_inverts_whole_images_at_the_rate():
     images = tf.constant(np.full((2000, 2, 2, 1), 10, np.uint8))
-    out = RandomInversion(rate=0.3)(images).numpy()
+    seed = tf.constant([3, 4], tf.int64)
+    out = RandomInversion(rate=0.3)(images, seed).numpy()
     per_image = out.reshape(2000, -1)
     assert set(np.unique(per_image)) == {10, 245}
     assert (per_image == per_image[:, :1]).all()  # an image is inverted whole or not at all
     assert 0.25 < np.mean(per_image[:, 0] == 245) < 0.35
-    np.testing.assert_array_equal(RandomInversion(rate=0.0)(images).numpy(), images.numpy())
+    np.testing.assert_array_equal(RandomInversion(rate=0.3)(images, seed).numpy(), out)  # the seed decides
+    np.testing.assert_array_equal(RandomInversion(rate=0.0)(images, seed).numpy(), images.numpy())
     with pytest.raises(ValueError, match="rate"):
         RandomInversion(rate=1.5)

@@ -8,6 +8,7 @@ from typing import Callable
 import tensorflow as tf
 
 Normalizer = Callable[[tf.Tensor], tf.Tensor]
+Augmentation = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 
 
 @dataclass
@@ -25,8 +26,11 @@ class DomainDatasets:
         normalize: applied to each batch of inputs, `(B, *input_shape)` -> float32;
             `None` when the inputs are float32 already. Doing it per batch keeps the
             cached examples compact (uint8 images) and the work vectorised.
-        augment_source: applied to each training batch of source inputs before
-            `normalize` (e.g. `RandomInversion`); never to target or test batches.
+        augment_source: `augment_source(inputs, seed)` is applied to each training batch
+            of source inputs before `normalize` (e.g. `RandomInversion`), never to target
+            or test batches; `seed` is a `(2,)` int64 seed for stateless random ops, drawn
+            from the shuffling seed, so augmentation is reproducible and the pipeline's
+            position can be checkpointed.
     """
 
     source_train: tf.data.Dataset
@@ -36,7 +40,7 @@ class DomainDatasets:
     num_classes: int
     input_shape: tuple[int, ...]
     normalize: Normalizer | None = None
-    augment_source: Normalizer | None = None
+    augment_source: Augmentation | None = None
 
 
 def training_batches(datasets: DomainDatasets, batch_size: int, seed: int) -> tf.data.Dataset:
@@ -52,8 +56,12 @@ def training_batches(datasets: DomainDatasets, batch_size: int, seed: int) -> tf
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
-    source = _endless(datasets.source_train, batch_size, seed, _compose(datasets.augment_source, datasets.normalize))
-    target = _endless(datasets.target_train, batch_size, seed + 1, datasets.normalize).map(lambda x, y: x)
+    source = _endless(datasets.source_train, batch_size, seed)
+    if datasets.augment_source is not None:
+        seeds = tf.data.Dataset.random(seed=seed).batch(2)
+        source = tf.data.Dataset.zip(source, seeds).map(lambda batch, pair: (datasets.augment_source(batch[0], pair), batch[1]))
+    source = _normalized(source, datasets.normalize)
+    target = _normalized(_endless(datasets.target_train, batch_size, seed + 1), datasets.normalize).map(lambda x, y: x)
     return tf.data.Dataset.zip(source, target).prefetch(tf.data.AUTOTUNE)
 
 
@@ -62,18 +70,16 @@ def evaluation_batches(dataset: tf.data.Dataset, batch_size: int, normalize: Nor
     return _normalized(dataset.batch(batch_size), normalize).prefetch(tf.data.AUTOTUNE)
 
 
-def _endless(dataset: tf.data.Dataset, batch_size: int, seed: int, transform: Normalizer | None) -> tf.data.Dataset:
+def _endless(dataset: tf.data.Dataset, batch_size: int, seed: int) -> tf.data.Dataset:
     """Shuffled, repeated batches: gathered from tensors in memory when the split fits, else streamed."""
     in_memory = _in_memory(dataset)
     if in_memory is None:
-        batches = dataset.cache().shuffle(10_000, seed=seed).repeat().batch(batch_size, drop_remainder=True)
-        return _normalized(batches, transform)
+        return dataset.cache().shuffle(10_000, seed=seed).repeat().batch(batch_size, drop_remainder=True)
     inputs, labels = in_memory
     # One vectorised gather per batch instead of per-example tf.data work: the pipeline
     # then costs little of the two or so cores that the training step also needs.
     indices = tf.data.Dataset.range(labels.shape[0]).shuffle(labels.shape[0], seed=seed).repeat()
-    batches = indices.batch(batch_size, drop_remainder=True).map(lambda i: (tf.gather(inputs, i), tf.gather(labels, i)))
-    return _normalized(batches, transform)
+    return indices.batch(batch_size, drop_remainder=True).map(lambda i: (tf.gather(inputs, i), tf.gather(labels, i)))
 
 
 def _in_memory(dataset: tf.data.Dataset, max_bytes: int = 2**31) -> tuple[tf.Tensor, tf.Tensor] | None:
@@ -85,12 +91,6 @@ def _in_memory(dataset: tf.data.Dataset, max_bytes: int = 2**31) -> tuple[tf.Ten
     if count * input_spec.shape.num_elements() * input_spec.dtype.size > max_bytes:
         return None
     return next(iter(dataset.batch(count)))
-
-
-def _compose(first: Normalizer | None, second: Normalizer | None) -> Normalizer | None:
-    if first is None or second is None:
-        return first or second
-    return lambda x: second(first(x))
 
 
 def _normalized(batches: tf.data.Dataset, normalize: Normalizer | None) -> tf.data.Dataset:

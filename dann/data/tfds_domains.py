@@ -89,9 +89,9 @@ class RandomInversion:
         if not 0.0 <= self.rate <= 1.0:
             raise ValueError(f"RandomInversion: rate must be in [0, 1]. Received: rate={self.rate}")
 
-    def __call__(self, images: tf.Tensor) -> tf.Tensor:
-        """`(B, H, W, C)` uint8 -> the same, a random subset inverted."""
-        invert = tf.random.uniform([tf.shape(images)[0], 1, 1, 1]) < self.rate
+    def __call__(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        """`(B, H, W, C)` uint8 -> the same, a random subset inverted; `seed` `(2,)` int picks which."""
+        invert = tf.random.stateless_uniform([tf.shape(images)[0], 1, 1, 1], seed=seed) < self.rate
         return tf.where(invert, 255 - images, images)
 
 

@@ -1,0 +1,96 @@
+"""Label-free model selection: criteria that need no target labels, and which evaluation each prefers.
+
+In real use the target has no labels, so the target accuracy cannot pick a checkpoint.
+Two criteria can, computed at every evaluation interval:
+
+- `source_test_accuracy`: accuracy on held-out labelled source data (the source test split);
+  higher is better. Blind to the domain shift, but a sanity floor.
+- `dev_risk`: Deep Embedded Validation (You et al., ICML 2019). The held-out source
+  cross-entropy, each example weighted by an estimate of `p_target(f) / p_source(f)` in
+  feature space (a logistic domain classifier on the features), with DEV's control
+  variate to reduce variance; an estimate of the target risk, lower is better.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from dann.data.domains import DomainDatasets, evaluation_batches
+from dann.models import DANNModel
+
+CRITERIA = {"source_test_accuracy": "higher", "dev_risk": "lower"}  # each criterion and the direction it prefers
+SELECT_OPTIONS = ("last", *CRITERIA)
+
+
+def dev_risk(model: DANNModel, datasets: DomainDatasets, max_examples: int = 2000, seed: int = 0) -> float:
+    """DEV's target-risk estimate (nats) from held-out source examples and unlabelled target examples.
+
+    The target test split's labels are never read.
+    """
+    features, source_losses = {}, None
+    for name, split in (("source", datasets.source_test), ("target", datasets.target_test)):
+        inputs, labels = next(iter(evaluation_batches(split.take(max_examples), max_examples, datasets.normalize)))
+        features[name] = model.feature_extractor(inputs, training=False)
+        if name == "source":
+            logits = tf.cast(model.label_classifier(features[name], training=False), tf.float32)
+            source_losses = tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True).numpy()
+    weights = density_ratio(features["source"].numpy(), features["target"].numpy(), seed)
+    return _control_variate_mean(source_losses.astype(np.float64), weights)
+
+
+def density_ratio(source: np.ndarray, target: np.ndarray, seed: int = 0, ridge: float = 1.0) -> np.ndarray:
+    """`p_target(x) / p_source(x)` at each source example, `(N_s,)`, from a logistic domain classifier.
+
+    The classifier (L2-regularised, on standardised inputs, Newton's method) is fitted on
+    one half of each domain and applied to the other half of the source; the first half
+    of the source gets the weights of a classifier fitted on the second halves, so every
+    weight is held out.
+    """
+    rng = np.random.default_rng(seed)
+    source, target = source.reshape(len(source), -1).astype(np.float64), target.reshape(len(target), -1).astype(np.float64)
+    source_order, target_order = rng.permutation(len(source)), rng.permutation(len(target))
+    source_halves = np.array_split(source_order, 2)
+    target_halves = np.array_split(target_order, 2)
+    weights = np.empty(len(source))
+    for fit_half, apply_half in ((0, 1), (1, 0)):
+        x = np.concatenate([source[source_halves[fit_half]], target[target_halves[fit_half]]])
+        y = np.concatenate([np.zeros(len(source_halves[fit_half])), np.ones(len(target_halves[fit_half]))])
+        mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+        coefficients = _logistic_regression(np.c_[(x - mean) / std, np.ones(len(x))], y, ridge)
+        applied = np.c_[(source[source_halves[apply_half]] - mean) / std, np.ones(len(source_halves[apply_half]))]
+        probability = np.clip(1.0 / (1.0 + np.exp(-applied @ coefficients)), 1e-3, 1 - 1e-3)
+        prior = len(source_halves[fit_half]) / len(target_halves[fit_half])
+        weights[source_halves[apply_half]] = prior * probability / (1.0 - probability)
+    return weights
+
+
+def improves(criterion: str, value: float, best: float) -> bool:
+    """Whether `value` of `criterion` beats `best` (`nan`: nothing yet)."""
+    if math.isnan(best):
+        return True
+    return value > best if CRITERIA[criterion] == "higher" else value < best
+
+
+def _logistic_regression(x: np.ndarray, y: np.ndarray, ridge: float, iterations: int = 20) -> np.ndarray:
+    """Coefficients minimising the logistic loss + `ridge / 2 * |w|^2`, by Newton's method."""
+    coefficients = np.zeros(x.shape[1])
+    for _ in range(iterations):
+        probability = 1.0 / (1.0 + np.exp(-x @ coefficients))
+        gradient = x.T @ (probability - y) + ridge * coefficients
+        hessian = (x * (probability * (1 - probability))[:, None]).T @ x + ridge * np.eye(x.shape[1])
+        step = np.linalg.solve(hessian, gradient)
+        coefficients -= step
+        if np.abs(step).max() < 1e-6:
+            break
+    return coefficients
+
+
+def _control_variate_mean(losses: np.ndarray, weights: np.ndarray) -> float:
+    """DEV's estimator: `mean(w l) + eta mean(w) - eta`, `eta = -cov(w l, w) / var(w)` (E[w] = 1 is known)."""
+    weighted = weights * losses
+    variance = np.var(weights, ddof=1)
+    eta = -np.cov(weighted, weights)[0, 1] / variance if variance > 0 else 0.0
+    return float(np.mean(weighted) + eta * np.mean(weights) - eta)

@@ -1,0 +1,149 @@
+"""Operating runs: checkpoints and resume, refusal of foreign run directories, NaN stops, determinism, TensorBoard."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from omegaconf import OmegaConf
+
+from dann.config import build_algorithm, build_datasets, build_model, compose_config, loop_settings
+from dann.loop import NonFiniteLossError, fit
+from dann.train import RunDirectoryError, train
+from tests_support import TINY_OVERRIDES
+
+CHECKPOINTED = ["trainer.checkpoint_every=10", "trainer.deterministic=true"]
+
+
+def _cfg(*overrides):
+    return compose_config(["+experiment=moons", "data.num_train=64", "data.num_test=64", *TINY_OVERRIDES, *CHECKPOINTED, *overrides])
+
+
+def _metrics(run_dir):
+    return (run_dir / "metrics.jsonl").read_text()
+
+
+def test_interrupted_run_resumes_to_the_same_metrics(tmp_path, monkeypatch):
+    cfg = _cfg("trainer.steps=40", "trainer.eval_every=20")
+    whole = train(cfg, tmp_path / "whole")
+
+    def fit_interrupted_at_step_20(algorithm, datasets, settings, run_dir):
+        compiled, calls = algorithm.update_steps, []
+
+        def update_steps(*args):
+            calls.append(args)
+            if len(calls) == 2:  # Ctrl-C during steps 10-19
+                os.kill(os.getpid(), signal.SIGINT)
+            return compiled(*args)
+
+        algorithm.update_steps = update_steps
+        return fit(algorithm, datasets, settings, run_dir)
+
+    run_dir = tmp_path / "interrupted"
+    monkeypatch.setattr("dann.train.fit", fit_interrupted_at_step_20)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run_dir)
+    assert tf.train.latest_checkpoint(run_dir / "checkpoints").endswith("ckpt-20")
+    assert not (run_dir / "results.json").exists()
+    monkeypatch.setattr("dann.train.fit", fit)
+
+    resumed = train(cfg, run_dir)
+    assert resumed["resumed_from_step"] == 20
+    assert _metrics(run_dir) == _metrics(tmp_path / "whole")
+    assert resumed["target_test_accuracy"] == whole["target_test_accuracy"]
+
+
+def test_finished_run_is_not_trained_again(tmp_path, monkeypatch):
+    cfg = _cfg()
+    first = train(cfg, tmp_path)
+    monkeypatch.setattr("dann.train.fit", lambda *args: pytest.fail("trained again"))
+    assert train(_cfg("trainer.progress=false"), tmp_path) == first
+
+
+def test_run_directory_of_another_config_is_refused_unless_overwritten(tmp_path):
+    train(_cfg(), tmp_path)
+    with pytest.raises(RunDirectoryError, match=r"trainer.steps: 20 there, 30 now.*trainer.overwrite=true"):
+        train(_cfg("trainer.steps=30"), tmp_path)
+    results = train(_cfg("trainer.steps=30", "trainer.overwrite=true"), tmp_path)
+    assert results["steps"] == 30 and results["resumed_from_step"] == 0
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    cfg = _cfg("trainer.steps=40", "trainer.log_every=10")
+    datasets = build_datasets(cfg)
+    algorithm = build_algorithm(cfg, build_model(cfg, datasets))
+    compiled = algorithm.update_steps
+
+    def diverging(source_x, source_y, target_x, first_step):
+        metrics = compiled(source_x, source_y, target_x, first_step)
+        if int(first_step) >= 20:
+            metrics = {**metrics, "domain_loss": tf.constant(float("nan"))}
+        return metrics
+
+    algorithm.update_steps = diverging
+    with pytest.raises(NonFiniteLossError, match=r"domain_loss became nan by step 30.*checkpoint \(step 20\) is kept"):
+        fit(algorithm, datasets, loop_settings(cfg), tmp_path)
+    assert tf.train.latest_checkpoint(tmp_path / "checkpoints").endswith("ckpt-20")
+
+
+def test_deterministic_runs_write_identical_metrics(tmp_path):
+    cfg = _cfg("trainer.select=dev_risk")
+    train(cfg, tmp_path / "a")
+    train(cfg, tmp_path / "b")
+    assert _metrics(tmp_path / "a") == _metrics(tmp_path / "b")
+
+
+def test_tensorboard_events_hold_the_logged_scalars(tmp_path):
+    train(_cfg(), tmp_path)
+    tags = set()
+    for path in (tmp_path / "tensorboard").iterdir():
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            tags.update(value.tag for value in event.summary.value)
+    assert {"label_loss", "domain_loss", "domain_accuracy", "lambda", "learning_rate", "target_test_accuracy"} <= tags
+
+
+def test_mirrored_on_two_cpus_matches_one_device(tmp_path):
+    cfg = _cfg("trainer.steps=20", "trainer.batch_size=16")
+    one = train(cfg, tmp_path / "one")
+    two = train(_cfg("trainer.steps=20", "trainer.batch_size=16", "trainer.strategy=mirrored", "trainer.cpu_devices=2"), tmp_path / "two")
+    records = [[json.loads(line) for line in _metrics(tmp_path / name).splitlines()] for name in ("one", "two")]
+    for a, b in zip(*records):
+        assert a.keys() == b.keys()
+        np.testing.assert_allclose([a[k] for k in a], [b[k] for k in a], rtol=1e-4, atol=1e-5)
+    weights = [keras.saving.load_model(tmp_path / name / "model.keras").get_weights() for name in ("one", "two")]
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert one["target_test_accuracy"] == two["target_test_accuracy"]
+
+
+@pytest.mark.slow
+def test_killed_training_process_resumes_to_completion(tmp_path):
+    run_dir = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "dann.train", "+experiment=moons", "trainer.steps=20000", "trainer.checkpoint_every=500",
+        "trainer.log_every=500", "trainer.eval_every=10000", f"hydra.run.dir={run_dir}",
+    ]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = run_dir / "checkpoints" / "checkpoint"
+    deadline = time.monotonic() + 120
+    while not state.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert state.exists() and not (run_dir / "results.json").exists(), "the run ended before its first checkpoint"
+    killed_at = tf.train.latest_checkpoint(run_dir / "checkpoints")
+
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["steps"] == 20000 and results["resumed_from_step"] == int(killed_at.rsplit("-", 1)[1]) > 0
+    steps = [json.loads(line)["step"] for line in _metrics(run_dir).splitlines() if "label_loss" in json.loads(line)]
+    assert steps == list(range(500, 20001, 500))  # every interval once: lines after the checkpoint were not kept twice
+    assert OmegaConf.load(run_dir / "config.yaml").trainer.steps == 20000
