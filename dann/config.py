@@ -15,6 +15,7 @@ import keras
 import tensorflow as tf
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import MISSING, DictConfig, OmegaConf
 
@@ -99,7 +100,7 @@ def compose_config(overrides: Sequence[str] = (), config_name: str = "train") ->
 
 def build_datasets(cfg: DictConfig) -> DomainDatasets:
     """The source and target datasets named by `cfg.data`."""
-    return instantiate(cfg.data)
+    return _instantiate(cfg.data)
 
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -112,9 +113,9 @@ def build_model(cfg: DictConfig, datasets: DomainDatasets) -> DANNModel:
     # Keras reads the policy when layers are created; it stays set for the process.
     keras.config.set_dtype_policy(cfg.trainer.precision)
     return build_dann_model(
-        feature_extractor=instantiate(cfg.model.feature_extractor, name="feature_extractor"),
-        label_classifier=instantiate(cfg.model.label_classifier, num_outputs=datasets.num_classes, name="label_classifier"),
-        domain_classifier=instantiate(cfg.model.domain_classifier, num_outputs=1, name="domain_classifier"),
+        feature_extractor=_instantiate(cfg.model.feature_extractor, name="feature_extractor"),
+        label_classifier=_instantiate(cfg.model.label_classifier, num_outputs=datasets.num_classes, name="label_classifier"),
+        domain_classifier=_instantiate(cfg.model.domain_classifier, num_outputs=1, name="domain_classifier"),
         input_shape=datasets.input_shape,
     )
 
@@ -123,8 +124,8 @@ def build_optimizer(cfg: DictConfig) -> keras.optimizers.Optimizer:
     """`cfg.optimizer` with its `lr` as the initial rate of `cfg.schedule.learning_rate`."""
     settings = OmegaConf.to_container(cfg.optimizer, resolve=True)
     initial_rate = settings.pop("lr")
-    schedule = instantiate(cfg.schedule.learning_rate, initial_learning_rate=initial_rate, total_steps=cfg.trainer.steps)
-    optimizer = instantiate(settings, learning_rate=schedule)
+    schedule = _instantiate(cfg.schedule.learning_rate, initial_learning_rate=initial_rate, total_steps=cfg.trainer.steps)
+    optimizer = _instantiate(settings, learning_rate=schedule)
     if cfg.trainer.precision == "mixed_float16":  # float16 gradients underflow without loss scaling
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
@@ -137,7 +138,7 @@ def build_algorithm(cfg: DictConfig, model: DANNModel, strategy: tf.distribute.S
     return DANN(
         model,
         optimizer,
-        adaptation_schedule=instantiate(cfg.schedule.adaptation),
+        adaptation_schedule=_instantiate(cfg.schedule.adaptation),
         total_steps=cfg.trainer.steps,
         domain_loss_weight=cfg.trainer.domain_loss_weight,
         target_entropy_weight=cfg.trainer.target_entropy_weight,
@@ -145,6 +146,16 @@ def build_algorithm(cfg: DictConfig, model: DANNModel, strategy: tf.distribute.S
         feature_pass=cfg.trainer.feature_pass,
         strategy=strategy,
     )
+
+
+def _instantiate(node: Any, **kwargs) -> Any:
+    """`hydra.utils.instantiate`, raising the target's own error (which says what to fix) instead of Hydra's wrapper."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, Exception):
+            raise error.__cause__ from None
+        raise
 
 
 def loop_settings(cfg: DictConfig) -> LoopSettings:

@@ -13,9 +13,9 @@ Needs the `plot` extra: `pip install 'dann[plot]'` (matplotlib, scikit-learn).
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
+import hydra
 import keras
 import matplotlib
 
@@ -23,7 +23,7 @@ matplotlib.use("Agg")  # files only: no display needed
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 
 from dann.config import build_datasets, build_model  # noqa: E402
@@ -118,14 +118,11 @@ def plot_embeddings(models: dict[str, DANNModel], datasets: DomainDatasets, path
     plt.close(figure)
 
 
-def main(argv: list[str]) -> None:
-    arguments = OmegaConf.from_cli(argv)
-    unknown = set(arguments) - {"run_dir", "before", "max_examples"}
-    if "run_dir" not in arguments or unknown:
-        sys.exit(f"usage: python -m dann.plot run_dir=PATH [before=RUN_DIR] [max_examples=500]; unknown: {sorted(unknown)}")
-    for path in plot_run(arguments.run_dir, arguments.get("before"), int(arguments.get("max_examples", 500))):
+@hydra.main(version_base="1.3", config_path="../configs", config_name="plot")
+def main(cfg: DictConfig) -> None:
+    for path in plot_run(cfg.run_dir, cfg.before, cfg.max_examples):
         print(path)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

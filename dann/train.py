@@ -27,6 +27,7 @@ import hydra
 import keras
 import tensorflow as tf
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from dann.config import build_algorithm, build_datasets, build_model, loop_settings, register_configs
@@ -144,7 +145,7 @@ def _write_plots(run_dir: Path, datasets) -> None:
 
 
 # Errors whose message says what to fix: shown without a traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, NonFiniteLossError, GradientCoverageError)
+USER_ERRORS = (ValueError, FileNotFoundError, InstantiationException, NonFiniteLossError, GradientCoverageError)
 
 register_configs()
 

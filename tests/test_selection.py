@@ -1,0 +1,41 @@
+import json
+
+import numpy as np
+import pytest
+
+from dann.config import compose_config
+from dann.selection import density_ratio, improves
+from dann.train import train
+from tests_support import TINY_OVERRIDES
+
+
+def test_density_ratio_is_one_without_shift_and_follows_the_target_with_it():
+    rng = np.random.default_rng(0)
+    source = rng.normal(size=(2000, 3))
+    same = density_ratio(source, rng.normal(size=(2000, 3)))
+    assert abs(np.mean(same) - 1.0) < 0.1
+
+    shifted = density_ratio(source, rng.normal(size=(2000, 3)) + [1.0, 0.0, 0.0])
+    # The true ratio is exp(x0 - 1/2): source points towards the target weigh more.
+    assert np.corrcoef(shifted, np.exp(source[:, 0] - 0.5))[0, 1] > 0.9
+    assert shifted[source[:, 0] > 1].mean() > 1.5 > 0.7 > shifted[source[:, 0] < -1].mean()
+
+
+def test_improves_follows_each_criterion_direction():
+    assert improves("dev_risk", 0.5, float("nan")) and improves("dev_risk", 0.4, 0.5) and not improves("dev_risk", 0.6, 0.5)
+    assert improves("source_test_accuracy", 0.9, 0.8) and not improves("source_test_accuracy", 0.8, 0.8)
+
+
+@pytest.mark.parametrize("criterion", ["dev_risk", "source_test_accuracy"])
+def test_select_keeps_the_preferred_evaluation(tmp_path, criterion):
+    cfg = compose_config([
+        "+experiment=moons", "data.num_train=64", "data.num_test=64", *TINY_OVERRIDES,
+        "trainer.steps=60", "trainer.eval_every=10", f"trainer.select={criterion}",
+    ])
+    results = train(cfg, tmp_path)
+    evaluations = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    evaluations = [line for line in evaluations if criterion in line]
+    assert [line["step"] for line in evaluations] == [10, 20, 30, 40, 50, 60]
+    best = (min if criterion == "dev_risk" else max)(evaluations, key=lambda line: line[criterion])
+    assert results["selected_step"] == best["step"]
+    assert results["target_test_accuracy"] == best["target_test_accuracy"]  # the saved model is the selected one
