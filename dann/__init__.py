@@ -1,5 +1,6 @@
 """Domain-Adversarial Neural Networks (Ganin et al., JMLR 2016) in TensorFlow 2 / Keras 3."""
 
+from dann import data, schedules
 from dann.algorithm import DANN
 from dann.diagnostics import GradientCoverageError, gradient_coverage, gradient_flow, verify_gradients
 from dann.layers import GradientReversal, reverse_gradient
@@ -15,12 +16,14 @@ __all__ = [
     "build_dann_model",
     "classifier_head",
     "conv_stack",
+    "data",
     "dense_stack",
     "fit",
     "gradient_coverage",
     "gradient_flow",
     "load_model",
     "reverse_gradient",
+    "schedules",
     "verify_gradients",
 ]
 

@@ -41,13 +41,13 @@ def dev_risk(model: DANNModel, datasets: DomainDatasets, max_examples: int = 200
     return _control_variate_mean(source_losses.astype(np.float64), weights)
 
 
-def density_ratio(source: np.ndarray, target: np.ndarray, seed: int = 0, ridge: float = 1.0) -> np.ndarray:
+def density_ratio(source: np.ndarray, target: np.ndarray, seed: int = 0, ridge: float = 1.0, components: int = 64) -> np.ndarray:
     """`p_target(x) / p_source(x)` at each source example, `(N_s,)`, from a logistic domain classifier.
 
-    The classifier (L2-regularised, on standardised inputs, Newton's method) is fitted on
-    one half of each domain and applied to the other half of the source; the first half
-    of the source gets the weights of a classifier fitted on the second halves, so every
-    weight is held out.
+    The classifier (L2-regularised, Newton's method) sees the standardised inputs'
+    `components` leading principal components, which keeps it fast and well-posed for
+    wide features. It is fitted on one half of each domain and applied to the other half
+    of the source, and the other way round, so every weight is held out.
     """
     rng = np.random.default_rng(seed)
     source, target = source.reshape(len(source), -1).astype(np.float64), target.reshape(len(target), -1).astype(np.float64)
@@ -59,8 +59,13 @@ def density_ratio(source: np.ndarray, target: np.ndarray, seed: int = 0, ridge: 
         x = np.concatenate([source[source_halves[fit_half]], target[target_halves[fit_half]]])
         y = np.concatenate([np.zeros(len(source_halves[fit_half])), np.ones(len(target_halves[fit_half]))])
         mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
-        coefficients = _logistic_regression(np.c_[(x - mean) / std, np.ones(len(x))], y, ridge)
-        applied = np.c_[(source[source_halves[apply_half]] - mean) / std, np.ones(len(source_halves[apply_half]))]
+        basis = np.linalg.svd((x - mean) / std, full_matrices=False)[2][:components].T  # (features, components)
+
+        def project(points: np.ndarray) -> np.ndarray:
+            return np.c_[(points - mean) / std @ basis, np.ones(len(points))]
+
+        coefficients = _logistic_regression(project(x), y, ridge)
+        applied = project(source[source_halves[apply_half]])
         probability = np.clip(1.0 / (1.0 + np.exp(-applied @ coefficients)), 1e-3, 1 - 1e-3)
         prior = len(source_halves[fit_half]) / len(target_halves[fit_half])
         weights[source_halves[apply_half]] = prior * probability / (1.0 - probability)
