@@ -5,10 +5,12 @@ Two criteria can, computed at every evaluation interval:
 
 - `source_test_accuracy`: accuracy on held-out labelled source data (the source test split);
   higher is better. Blind to the domain shift, but a sanity floor.
-- `dev_risk`: Deep Embedded Validation (You et al., ICML 2019). The held-out source
-  cross-entropy, each example weighted by an estimate of `p_target(f) / p_source(f)` in
-  feature space (a logistic domain classifier on the features), with DEV's control
-  variate to reduce variance; an estimate of the target risk, lower is better.
+- `dev_risk`: in the style of Deep Embedded Validation (You et al., ICML 2019). The
+  held-out source cross-entropy, each example weighted by an estimate of
+  `p_target(f) / p_source(f)` in feature space (a logistic domain classifier on the
+  features): an estimate of the target risk in nats, lower is better. The weights are
+  self-normalised (divided by their mean) instead of DEV's control variate, which, with
+  domains as separable as MNIST and MNIST-M early in training, gave negative risks.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def dev_risk(model: DANNModel, datasets: DomainDatasets, max_examples: int = 200
             logits = tf.cast(model.label_classifier(features[name], training=False), tf.float32)
             source_losses = tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True).numpy()
     weights = density_ratio(features["source"].numpy(), features["target"].numpy(), seed)
-    return _control_variate_mean(source_losses.astype(np.float64), weights)
+    return float(np.sum(weights * source_losses) / np.sum(weights))
 
 
 def density_ratio(source: np.ndarray, target: np.ndarray, seed: int = 0, ridge: float = 1.0, components: int = 64) -> np.ndarray:
@@ -91,11 +93,3 @@ def _logistic_regression(x: np.ndarray, y: np.ndarray, ridge: float, iterations:
         if np.abs(step).max() < 1e-6:
             break
     return coefficients
-
-
-def _control_variate_mean(losses: np.ndarray, weights: np.ndarray) -> float:
-    """DEV's estimator: `mean(w l) + eta mean(w) - eta`, `eta = -cov(w l, w) / var(w)` (E[w] = 1 is known)."""
-    weighted = weights * losses
-    variance = np.var(weights, ddof=1)
-    eta = -np.cov(weighted, weights)[0, 1] / variance if variance > 0 else 0.0
-    return float(np.mean(weighted) + eta * np.mean(weights) - eta)
