@@ -68,6 +68,7 @@ class TrainerConfig:
     cpu_devices: int = 1
     deterministic: bool = False
     overwrite: bool = False
+    plots: bool = True
 
 
 @dataclass

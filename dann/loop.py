@@ -159,12 +159,14 @@ def fit(algorithm: DANN, datasets: DomainDatasets, settings: LoopSettings, run_d
                 _check_finite({key: float(value) for key, value in window[-1].items()} if window else {}, done, run.latest_step())
                 run.save(done)
             if interrupt.requested:
-                run.save(done)
-                log.warning("interrupted at step %d: checkpoint saved in %s; run the same command again to resume", done, run_dir)
+                if run.latest_step() != done:
+                    run.save(done)
+                log.warning("interrupted at step %d%s", done, "" if run_dir is None else f": checkpoint saved in {run_dir}; run again to resume")
                 raise KeyboardInterrupt
     train_seconds = time.perf_counter() - start
     if settings.select != "last":
         run.load_selected()
+    if settings.select != "last" or not accuracies:  # not accuracies: resumed from the final checkpoint
         accuracies = _evaluate(algorithm, datasets, settings)
     return {
         **{key: accuracies[key] for key in ("source_test_accuracy", "target_test_accuracy")},

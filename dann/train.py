@@ -43,7 +43,7 @@ MODEL_FILE = "model.keras"
 RESULTS_FILE = "results.json"
 RUN_FILES = (CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR, CHECKPOINT_DIR, SELECTED_WEIGHTS_FILE, MODEL_FILE, RESULTS_FILE)
 # Settings that do not change what is computed: a run may resume with other values.
-NOT_COMPARED = ("progress", "overwrite")
+NOT_COMPARED = ("progress", "overwrite", "plots")
 
 
 class RunDirectoryError(ValueError):
@@ -81,7 +81,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     results.update(domain_metrics(model, datasets, seed=cfg.seed))
     (run_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
     log.info("results in %s: %s", run_dir, results)
-    _write_plots(run_dir, datasets)
+    if cfg.trainer.plots:
+        _write_plots(run_dir, datasets)
     return results
 
 

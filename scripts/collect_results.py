@@ -21,7 +21,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 STATISTICS = ("mean", "std", "min", "max")
-IGNORED = ("trainer.progress", "trainer.overwrite")  # may differ between runs of one setting, as seeds do
+IGNORED = ("trainer.progress", "trainer.overwrite", "trainer.plots")  # may differ between runs of one setting, as seeds do
 
 
 def find_runs(roots: list[Path]) -> tuple[list[dict], list[Path]]:

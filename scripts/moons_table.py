@@ -25,7 +25,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for experiment in ("moons_source_only", "moons"):
             runs = [
-                train(compose_config([f"+experiment={experiment}", f"seed={seed}"]), Path(scratch) / f"{experiment}-{seed}")
+                train(compose_config([f"+experiment={experiment}", f"seed={seed}", "trainer.plots=false"]), Path(scratch) / f"{experiment}-{seed}")
                 for seed in args.seeds
             ]
             target = np.array([run["target_test_accuracy"] for run in runs])

@@ -52,7 +52,7 @@ def test_diagnose_prints_tables_and_exits_zero(tmp_path):
 def test_multirun_sweeps_seeds(tmp_path):
     sweep_dir = tmp_path / "sweep"
     done = run_module(
-        "dann.train", "-m", "+experiment=moons", "seed=0,1", "optimizer.lr=0.1,0.01", *TINY_OVERRIDES,
+        "dann.train", "-m", "+experiment=moons", "seed=0,1", "optimizer.lr=0.1,0.01", "trainer.plots=false", *TINY_OVERRIDES,
         f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-3000:]

@@ -147,3 +147,14 @@ def test_killed_training_process_resumes_to_completion(tmp_path):
     steps = [json.loads(line)["step"] for line in _metrics(run_dir).splitlines() if "label_loss" in json.loads(line)]
     assert steps == list(range(500, 20001, 500))  # every interval once: lines after the checkpoint were not kept twice
     assert OmegaConf.load(run_dir / "config.yaml").trainer.steps == 20000
+
+
+def test_run_killed_after_its_last_checkpoint_finishes_without_training(tmp_path, monkeypatch):
+    cfg = _cfg()
+    expected = train(cfg, tmp_path)
+    for name in ("results.json", "model.keras"):  # as if killed between the final checkpoint and these
+        (tmp_path / name).unlink()
+    monkeypatch.setattr("dann.algorithm.DANN._update_steps", lambda *args: pytest.fail("trained again"))
+    results = train(cfg, tmp_path)
+    assert results["resumed_from_step"] == 20
+    assert results["target_test_accuracy"] == expected["target_test_accuracy"]
