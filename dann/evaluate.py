@@ -37,7 +37,10 @@ def evaluate_run(run_dir: str | Path, dataset: str, split: str = "test", data_di
     examples = examples.map(lambda x, y: (preprocessing.prepare(x), y))
     num_classes = model.label_classifier.output_shape[-1]
     figures = evaluate_classifier(
-        lambda x: predicted_classes(model, x), evaluation_batches(examples, batch_size, preprocessing.normalize), num_classes
+        lambda x: predicted_classes(model, x),
+        evaluation_batches(examples, batch_size, preprocessing.normalize),
+        num_classes,
+        progress=True,
     )
     figures = {"dataset": dataset, "split": split, **figures}
     (run_dir / f"eval_{_file_part(dataset)}_{_file_part(split)}.json").write_text(json.dumps(figures, indent=2) + "\n")

@@ -8,8 +8,10 @@ trained to tell source from target representations: 0 when they are indistinguis
 
 from __future__ import annotations
 
+import sys
 from typing import Callable
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -19,7 +21,7 @@ from dann.models import DANNModel
 
 
 def evaluate_classifier(
-    predict: Callable[[tf.Tensor], tf.Tensor], batches: tf.data.Dataset, num_classes: int
+    predict: Callable[[tf.Tensor], tf.Tensor], batches: tf.data.Dataset, num_classes: int, progress: bool = False
 ) -> dict:
     """Accuracy overall and per class.
 
@@ -27,15 +29,19 @@ def evaluate_classifier(
         predict: maps inputs `(B, ...)` to predicted class indices `(B,)`.
         batches: `(inputs, labels)` batches, iterated once.
         num_classes: the number of classes.
+        progress: show a progress bar (batches, rate, ETA) when standard output is a terminal.
 
     Returns:
         `accuracy` (in [0, 1]), `per_class_accuracy` (a list, `None` for classes absent
         from the data), `num_examples`.
     """
     predicted, expected = [], []
+    count = int(batches.cardinality())
+    bar = keras.utils.Progbar(count if count > 0 else None, unit_name="batch", verbose=1 if progress and sys.stdout.isatty() else 0)
     for inputs, labels in batches:
         predicted.append(predict(inputs).numpy())
         expected.append(labels.numpy())
+        bar.add(1)
     if not expected:
         raise ValueError("evaluate_classifier: the evaluation dataset is empty.")
     predicted, expected = np.concatenate(predicted), np.concatenate(expected).astype(np.int64)

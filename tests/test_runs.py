@@ -158,3 +158,11 @@ def test_run_killed_after_its_last_checkpoint_finishes_without_training(tmp_path
     results = train(cfg, tmp_path)
     assert results["resumed_from_step"] == 20
     assert results["target_test_accuracy"] == expected["target_test_accuracy"]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_progress_bar_shows_on_a_terminal_unless_disabled(tmp_path, monkeypatch, capsys, enabled):
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    train(_cfg(f"trainer.progress={str(enabled).lower()}", "trainer.plots=false"), tmp_path)
+    output = capsys.readouterr().out
+    assert ("20/20" in output and "domain_loss:" in output and "/step" in output) == enabled
