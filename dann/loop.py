@@ -221,7 +221,7 @@ class _RunState:
         metrics = self.run_dir / METRICS_FILE
         if metrics.exists():
             kept = [line for line in metrics.read_text().splitlines() if json.loads(line)["step"] <= step]
-            _write_atomically(metrics, "".join(line + "\n" for line in kept))
+            write_atomically(metrics, "".join(line + "\n" for line in kept))
         log.info("resuming from the checkpoint of step %d in %s", step, self.manager.directory)
         return step
 
@@ -319,7 +319,8 @@ def _format(record: dict[str, float]) -> str:
     return "  ".join(f"{key}={value:.4g}" for key, value in record.items())
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
+    """Writes `text` to `path` through a temporary file, so a crash leaves the old file or the new one, never half."""
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(text)
     os.replace(temporary, path)

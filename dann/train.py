@@ -34,7 +34,7 @@ from dann.config import build_algorithm, build_datasets, build_model, loop_setti
 from dann.devices import build_strategy
 from dann.diagnostics import GradientCoverageError
 from dann.evaluation import domain_metrics
-from dann.loop import CHECKPOINT_DIR, METRICS_FILE, SELECTED_WEIGHTS_FILE, TENSORBOARD_DIR, NonFiniteLossError, fit
+from dann.loop import CHECKPOINT_DIR, METRICS_FILE, SELECTED_WEIGHTS_FILE, TENSORBOARD_DIR, NonFiniteLossError, fit, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     model.save(run_dir / MODEL_FILE)
     results["seed"] = cfg.seed
     results.update(domain_metrics(model, datasets, seed=cfg.seed))
-    (run_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
+    write_atomically(run_dir / RESULTS_FILE, json.dumps(results, indent=2) + "\n")  # last: it marks the run finished
     log.info("results in %s: %s", run_dir, results)
     if cfg.trainer.plots:
         _write_plots(run_dir, datasets)
