@@ -39,6 +39,13 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     logits = model(tf.zeros((3, 2)))
     assert logits.shape == (3, 2) and np.isfinite(logits.numpy()).all()
 
+    for name in ("learning_curves.png", "embedding.png"):
+        (run_dir / name).unlink()
+    done = run_module("dann.plot", f"run_dir={run_dir}", f"before={run_dir}", "max_examples=40", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == [str(run_dir / "learning_curves.png"), str(run_dir / "embedding.png")]
+    assert all((run_dir / name).stat().st_size > 10_000 for name in ("learning_curves.png", "embedding.png"))
+
 
 def test_diagnose_prints_tables_and_exits_zero(tmp_path):
     done = run_module("dann.diagnose", "+experiment=moons", cwd=tmp_path)

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -166,3 +167,27 @@ def test_progress_bar_shows_on_a_terminal_unless_disabled(tmp_path, monkeypatch,
     train(_cfg(f"trainer.progress={str(enabled).lower()}", "trainer.plots=false"), tmp_path)
     output = capsys.readouterr().out
     assert ("20/20" in output and "domain_loss:" in output and "/step" in output) == enabled
+
+
+@pytest.mark.slow
+def test_two_worker_cluster_matches_one_device(tmp_path):
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("localhost", 0))
+            ports.append(probe.getsockname()[1])
+    tiny = ["+experiment=moons", "data.num_train=64", "data.num_test=64", *TINY_OVERRIDES, "trainer.plots=false"]
+    workers = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": [f"localhost:{port}" for port in ports]}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_CONFIG": json.dumps(tf_config)}
+        command = [sys.executable, "-m", "dann.train", *tiny, "trainer.strategy=multi_worker", f"hydra.run.dir={tmp_path / f'worker{index}'}"]
+        workers.append(subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    for worker in workers:
+        _, stderr = worker.communicate(timeout=300)
+        assert worker.returncode == 0, stderr[-3000:]
+    train(compose_config([*tiny, *CHECKPOINTED[1:]]), tmp_path / "one")
+    records = [[json.loads(line) for line in _metrics(tmp_path / name).splitlines()] for name in ("one", "worker0", "worker1")]
+    for one, *workers_lines in zip(*records):
+        for line in workers_lines:
+            np.testing.assert_allclose([line[k] for k in one], [one[k] for k in one], rtol=1e-4, atol=1e-5)
