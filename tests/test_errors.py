@@ -4,7 +4,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from dann.config import compose_config
-from dann.data import MissingDataError
+from dann.data import MissingDataError, dataset_builder
 from dann.train import train
 from tests_support import TINY_OVERRIDES, run_module
 
@@ -61,3 +61,17 @@ def test_run_directory_of_another_config_is_refused_from_the_command_line(tmp_pa
     assert "trainer.overwrite=true" in done.stdout and "Traceback" not in done.stdout + done.stderr
     after = {path.name: path.stat().st_mtime for path in run_dir.iterdir() if path.name != "train.log"}  # Hydra appends the error
     assert after == before  # the finished run is untouched
+
+
+def test_missing_dataset_fails_fast_when_its_download_hosts_are_unreachable(monkeypatch, tmp_path):
+    def unreachable(address, timeout=None):
+        raise OSError(f"cannot connect to {address}")
+
+    def never(*args):
+        pytest.fail("tried to download")
+
+    monkeypatch.setattr("socket.create_connection", unreachable)
+    monkeypatch.setattr("urllib.request.getproxies", dict)  # no proxy: the hosts are probed
+    monkeypatch.setattr(tfds.download.DownloadManager, "download", never)
+    with pytest.raises(MissingDataError, match=r"mnist is not prepared in .* could not be downloaded \(cannot connect to"):
+        dataset_builder("mnist", str(tmp_path))
