@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dann.data.domains import DomainDatasets, evaluation_batches
+from dann.data.domains import DomainDatasets, test_samples
 from dann.losses import domain_labels
 from dann.models import DANNModel
 
@@ -90,10 +90,7 @@ def domain_metrics(model: DANNModel, datasets: DomainDatasets, max_examples: int
         `proxy_a_distance_inputs`: on the (normalised) inputs, i.e. before adaptation;
         `proxy_a_distance_features`: on the feature extractor's output, i.e. after.
     """
-    inputs = {}
-    for name, split in (("source", datasets.source_test), ("target", datasets.target_test)):
-        batches = evaluation_batches(split.take(max_examples), max_examples, datasets.normalize)
-        inputs[name] = next(iter(batches))[0]
+    inputs = {name: sample_inputs for name, (sample_inputs, _) in test_samples(datasets, max_examples).items()}
     features = {name: model.feature_extractor(x, training=False) for name, x in inputs.items()}
     logits = model.domain_classifier(tf.concat([features["source"], features["target"]], axis=0), training=False)
     labels = domain_labels(len(features["source"]), len(features["target"]))

@@ -31,12 +31,11 @@ def export_run(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     model = load_model(run_dir)
     data_cfg = OmegaConf.load(run_dir / CONFIG_FILE).data
-    input_shape = tuple(model.feature_extractor.inputs[0].shape[1:]) if model.feature_extractor.inputs else None
     if "preprocessing" in data_cfg:
         preprocessing = instantiate(data_cfg.preprocessing)
         spec, normalize = tf.TensorSpec((None, *preprocessing.input_shape), tf.uint8), preprocessing.normalize
-    else:
-        spec, normalize = tf.TensorSpec((None, *input_shape), tf.float32), tf.identity
+    else:  # vectors, already float32: the model's own input shape
+        spec, normalize = tf.TensorSpec(model.feature_extractor.inputs[0].shape, tf.float32), tf.identity
 
     def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
         logits = model(normalize(images), training=False)

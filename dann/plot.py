@@ -27,7 +27,8 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 
 from dann.config import build_datasets, build_model  # noqa: E402
-from dann.data import DomainDatasets, evaluation_batches  # noqa: E402
+from dann.data import DomainDatasets  # noqa: E402
+from dann.data.domains import test_samples  # noqa: E402
 from dann.models import DANNModel  # noqa: E402
 
 LEARNING_CURVES_FILE = "learning_curves.png"
@@ -94,9 +95,7 @@ def plot_learning_curves(run_dir: Path) -> Path:
 
 def plot_embeddings(models: dict[str, DANNModel], datasets: DomainDatasets, path: Path, max_examples: int, seed: int = 0) -> None:
     """One t-SNE panel per model of its source and target test features."""
-    samples = {}
-    for domain, split in (("source", datasets.source_test), ("target", datasets.target_test)):
-        samples[domain] = next(iter(evaluation_batches(split.take(max_examples), max_examples, datasets.normalize)))
+    samples = test_samples(datasets, max_examples)
     figure, panels = plt.subplots(1, len(models), figsize=(6 * len(models), 6), squeeze=False)
     for axes, (title, model) in zip(panels[0], models.items()):
         features = np.concatenate([model.feature_extractor(samples[d][0], training=False).numpy() for d in DOMAIN_COLOURS])

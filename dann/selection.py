@@ -20,7 +20,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from dann.data.domains import DomainDatasets, evaluation_batches
+from dann.data.domains import DomainDatasets, test_samples
 from dann.models import DANNModel
 
 CRITERIA = {"source_test_accuracy": "higher", "dev_risk": "lower"}  # each criterion and the direction it prefers
@@ -32,13 +32,10 @@ def dev_risk(model: DANNModel, datasets: DomainDatasets, max_examples: int = 200
 
     The target test split's labels are never read.
     """
-    features, source_losses = {}, None
-    for name, split in (("source", datasets.source_test), ("target", datasets.target_test)):
-        inputs, labels = next(iter(evaluation_batches(split.take(max_examples), max_examples, datasets.normalize)))
-        features[name] = model.feature_extractor(inputs, training=False)
-        if name == "source":
-            logits = tf.cast(model.label_classifier(features[name], training=False), tf.float32)
-            source_losses = tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True).numpy()
+    samples = test_samples(datasets, max_examples)
+    features = {name: model.feature_extractor(inputs, training=False) for name, (inputs, _) in samples.items()}
+    logits = tf.cast(model.label_classifier(features["source"], training=False), tf.float32)
+    source_losses = tf.keras.losses.sparse_categorical_crossentropy(samples["source"][1], logits, from_logits=True).numpy()
     weights = density_ratio(features["source"].numpy(), features["target"].numpy(), seed)
     return float(np.sum(weights * source_losses) / np.sum(weights))
 

@@ -70,6 +70,14 @@ def evaluation_batches(dataset: tf.data.Dataset, batch_size: int, normalize: Nor
     return _normalized(dataset.batch(batch_size), normalize).prefetch(tf.data.AUTOTUNE)
 
 
+def test_samples(datasets: DomainDatasets, max_examples: int) -> dict[str, tuple[tf.Tensor, tf.Tensor]]:
+    """The first `max_examples` test examples of each domain, normalised: `{"source"|"target": (inputs, labels)}`."""
+    return {
+        domain: next(iter(evaluation_batches(split.take(max_examples), max_examples, datasets.normalize)))
+        for domain, split in (("source", datasets.source_test), ("target", datasets.target_test))
+    }
+
+
 def _endless(dataset: tf.data.Dataset, batch_size: int, seed: int) -> tf.data.Dataset:
     """Shuffled, repeated batches: gathered from tensors in memory when the split fits, else streamed."""
     in_memory = _in_memory(dataset)
