@@ -1,14 +1,20 @@
 """Domain-Adversarial Neural Networks (Ganin et al., JMLR 2016) in TensorFlow 2 / Keras 3."""
 
 from dann import data, schedules
-from dann.algorithm import DANN
+from dann.algorithms import CDAN, DANN, DIRTT, VADA, Algorithm, SourceOnly, TargetOnly
 from dann.diagnostics import GradientCoverageError, gradient_coverage, gradient_flow, verify_gradients
 from dann.layers import GradientReversal, reverse_gradient
 from dann.loop import LoopSettings, fit
 from dann.models import DANNModel, build_dann_model, classifier_head, conv_stack, dense_stack
 
 __all__ = [
+    "CDAN",
     "DANN",
+    "DIRTT",
+    "VADA",
+    "Algorithm",
+    "SourceOnly",
+    "TargetOnly",
     "DANNModel",
     "GradientCoverageError",
     "GradientReversal",

@@ -29,7 +29,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dann.algorithm import DANN
 from dann.config import build_algorithm, build_datasets, build_model, compose_config, loop_settings
 from dann.data import training_batches
 from dann.models import DANNModel
@@ -56,10 +55,14 @@ def training_flops_per_image(model: DANNModel, input_shape: tuple[int, ...]) -> 
     weights), the usual estimate.
     """
     feature_shape = model.feature_extractor.compute_output_shape((1, *input_shape))[1:]
+    domain_shape = feature_shape
+    if model.domain_conditioning is not None:  # CDAN's map: its own cost is small beside the classifier's
+        classes_shape = model.label_classifier.compute_output_shape((1, *feature_shape))
+        domain_shape = model.domain_conditioning.compute_output_shape([(1, *feature_shape), classes_shape])[1:]
     forward = (
         layer_flops(model.feature_extractor, input_shape)
         + layer_flops(model.label_classifier, feature_shape)
-        + layer_flops(model.domain_classifier, feature_shape)
+        + layer_flops(model.domain_classifier, domain_shape)
     )
     return 3 * forward
 

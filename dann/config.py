@@ -7,7 +7,9 @@ are Hydra `_target_` nodes; see `configs/`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import inspect
+import typing
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,10 +18,10 @@ import tensorflow as tf
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from dann.algorithm import DANN
+from dann.algorithms import CDAN, DANN, DIRTT, VADA, Algorithm, SourceOnly, TargetOnly
 from dann.data import DomainDatasets
 from dann.loop import LoopSettings
 from dann.models import DANNModel, build_dann_model
@@ -46,7 +48,7 @@ class ScheduleConfig:
 
 @dataclass
 class TrainerConfig:
-    """Loop settings: see `dann.loop.LoopSettings`; the loss weights as in `dann.algorithm.DANN`;
+    """Loop settings: see `dann.loop.LoopSettings`; the update's machinery as in `dann.algorithms.Algorithm`;
     devices as in `dann.devices`; run-directory handling as in `dann.train`."""
 
     steps: int = 1000
@@ -54,8 +56,6 @@ class TrainerConfig:
     log_every: int = 100
     eval_every: int = 500
     eval_batch_size: int = 1000
-    domain_loss_weight: float = 1.0
-    target_entropy_weight: float = 0.0
     steps_per_call: int = 1
     jit_compile: bool = False
     precision: str = "float32"
@@ -76,6 +76,7 @@ class TrainConfig:
     """The whole run: what `python -m dann.train` composes."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
+    algorithm: Any = MISSING
     data: Any = MISSING
     optimizer: Any = MISSING
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -83,9 +84,44 @@ class TrainConfig:
     seed: int = 0
 
 
+# The classes behind `configs/algorithm/*.yaml`; each option file extends `/schema/algorithm/<name>`.
+ALGORITHM_SCHEMAS = {"dann": DANN, "cdan": CDAN, "vada": VADA, "dirt_t": DIRTT, "source_only": SourceOnly, "target_only": TargetOnly}
+# Constructor arguments that `build_algorithm` supplies from other parts of the config.
+SUPPLIED_BY_TRAINER = ("model", "optimizer", "adaptation_schedule", "total_steps")
+
+
+def algorithm_schema(algorithm: type[Algorithm]) -> type:
+    """A structured config of `algorithm`'s hyperparameters (its constructor's keyword arguments), with `_target_`.
+
+    Hydra then refuses an unknown hyperparameter or a wrong type at composition.
+    """
+    hints = typing.get_type_hints(algorithm.__init__)
+    fields = [("_target_", str, field(default=f"{algorithm.__module__}.{algorithm.__qualname__}"))]
+    for parameter in inspect.signature(algorithm.__init__).parameters.values():
+        if parameter.name in ("self", *SUPPLIED_BY_TRAINER) or parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            continue
+        fields.append((parameter.name, hints[parameter.name], field(default=parameter.default)))
+    return make_dataclass(f"{algorithm.__name__}Config", fields)
+
+
 def register_configs() -> None:
-    """Makes the schema available to `configs/train.yaml` as `train_schema`."""
-    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    """Makes the schemas available to the configs: `train_schema` and `/schema/algorithm/<name>`."""
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=TrainConfig)
+    for name, algorithm in ALGORITHM_SCHEMAS.items():
+        store.store(group="schema/algorithm", name=name, node=algorithm_schema(algorithm))
+
+
+def algorithm_hyperparameters(cfg: DictConfig) -> dict:
+    """`cfg.algorithm` without `_target_`: the hyperparameters, by name."""
+    return {key: value for key, value in OmegaConf.to_container(cfg.algorithm, resolve=True).items() if key != "_target_"}
+
+
+def check_algorithm(cfg: DictConfig) -> type[Algorithm]:
+    """The class `cfg.algorithm` names, once its hyperparameters are checked against their ranges (before any work)."""
+    algorithm = get_class(cfg.algorithm._target_)
+    algorithm.check_hyperparameters(**algorithm_hyperparameters(cfg))
+    return algorithm
 
 
 def compose_config(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
@@ -118,6 +154,7 @@ def build_model(cfg: DictConfig, datasets: DomainDatasets) -> DANNModel:
         label_classifier=_instantiate(cfg.model.label_classifier, num_outputs=datasets.num_classes, name="label_classifier"),
         domain_classifier=_instantiate(cfg.model.domain_classifier, num_outputs=1, name="domain_classifier"),
         input_shape=datasets.input_shape,
+        domain_conditioning=check_algorithm(cfg).domain_conditioning(**algorithm_hyperparameters(cfg)),
     )
 
 
@@ -132,17 +169,17 @@ def build_optimizer(cfg: DictConfig) -> keras.optimizers.Optimizer:
     return optimizer
 
 
-def build_algorithm(cfg: DictConfig, model: DANNModel, strategy: tf.distribute.Strategy | None = None) -> DANN:
-    """DANN training of `model` (built in `strategy`'s scope, if given) as `cfg` describes."""
+def build_algorithm(cfg: DictConfig, model: DANNModel, strategy: tf.distribute.Strategy | None = None) -> Algorithm:
+    """The algorithm of `cfg.algorithm` training `model` (built in `strategy`'s scope, if given) as `cfg` describes."""
+    check_algorithm(cfg)
     with (strategy or tf.distribute.get_strategy()).scope():
         optimizer = build_optimizer(cfg)
-    return DANN(
-        model,
-        optimizer,
+    return _instantiate(
+        cfg.algorithm,
+        model=model,
+        optimizer=optimizer,
         adaptation_schedule=_instantiate(cfg.schedule.adaptation),
         total_steps=cfg.trainer.steps,
-        domain_loss_weight=cfg.trainer.domain_loss_weight,
-        target_entropy_weight=cfg.trainer.target_entropy_weight,
         jit_compile=cfg.trainer.jit_compile,
         feature_pass=cfg.trainer.feature_pass,
         strategy=strategy,

@@ -1,10 +1,12 @@
-"""Checks that DANN's gradients reach every variable, and that the domain gradient is reversed.
+"""Checks that an algorithm's gradients reach every variable, each loss flows as declared, and the reversal is intact.
 
 Two failures are common in hand-written DANN loops and invisible in the loss curves:
 gradients taken for only some variables (the rest never train), and a
 `tf.stop_gradient` before the reversal (the feature extractor never sees the
-domain loss, so DANN silently becomes source-only training). `verify_gradients`
-catches both before the first update; `python -m dann.diagnose` prints the tables.
+domain loss, so DANN silently becomes source-only training). Each algorithm declares
+which components each of its losses must reach and which tensors must stay constant
+(`Algorithm.gradient_paths`, `Algorithm.CONSTANTS`); `verify_gradients` checks all of it
+before the first update; `python -m dann.diagnose` prints the tables.
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from dann import losses
-from dann.algorithm import DANN, GradientsAndVariables
+from dann.algorithms.base import Algorithm, GradientsAndVariables
 
 
 class GradientCoverageError(RuntimeError):
@@ -116,37 +117,45 @@ def coverage_of_update(variables: Sequence[tf.Variable], gradients_and_variables
 
 @dataclass
 class GradientFlow:
-    """Which components each loss reaches, and whether the domain gradient is reversed.
+    """Which components each loss reaches, against what the algorithm declares, and the reversal's scale.
 
-    `norms[loss][component]` is the gradient norm of `loss` over the component's
-    variables, or `None` where the loss does not reach it. `reversal_scale` is
-    `<g_model, g_plain> / <g_plain, g_plain>` for the feature extractor's variables,
-    where `g_model` is the domain-loss gradient through the model (and its reversal)
-    and `g_plain` the gradient of the domain classifier's own objective; a correct
-    reversal gives `-lambda`. `None` when no domain gradient reaches the features.
+    `norms[loss][component]` is the gradient norm of `loss` over the component's variables,
+    or `None` where the loss reaches none of them. `expected[loss]` is the set of components
+    the loss must reach, and no others (`Algorithm.gradient_paths`). `constants[name]` lists
+    the components whose variables get a gradient through a tensor the algorithm declares
+    constant (e.g. VAT's perturbation); it must be empty. `reversal_scale` is
+    `<g_model, g_plain> / <g_plain, g_plain>` over the feature extractor's variables, where
+    `g_model` is the reversed loss's gradient through the model (and its reversal) and
+    `g_plain` the gradient of the same loss without the reversal: a correct reversal gives
+    `-lambda`. `None` when the algorithm reverses nothing or no such gradient reaches the features.
     """
 
     norms: dict[str, dict[str, float | None]]
+    expected: dict[str, frozenset[str]]
     lambda_: float
     reversal_scale: float | None
-
-    EXPECTED = {
-        "label_loss": {"feature_extractor", "label_classifier"},
-        "domain_loss": {"feature_extractor", "domain_classifier"},
-    }
+    reversed_loss: str | None = None
+    partial: list[tuple[str, str]] = field(default_factory=list)
+    constants: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def problems(self) -> list[str]:
-        """Human-readable descriptions of every deviation from DANN's gradient paths."""
+        """Human-readable descriptions of every deviation from the algorithm's gradient paths."""
         found = []
-        for loss_name, expected in self.EXPECTED.items():
-            for component in sorted(expected):
-                if self.norms[loss_name].get(component) is None:
+        for loss_name, expected in self.expected.items():
+            for component, norm in self.norms[loss_name].items():
+                if component in expected and norm is None:
                     found.append(f"{component} gets no gradient from the {loss_name}")
-        if self.norms["domain_loss"].get("feature_extractor") is not None:
+                elif component not in expected and norm is not None:
+                    found.append(f"{component} gets a gradient from the {loss_name}, which must not reach it")
+        found += [f"only some variables of {component} get a gradient from the {loss_name}" for loss_name, component in self.partial]
+        for name, components in self.constants.items():
+            if components:
+                found.append(f"{name} must be a constant, but gradients reach {', '.join(components)} through it (tf.stop_gradient)")
+        if self.reversed_loss is not None and self.norms[self.reversed_loss].get("feature_extractor") is not None:
             if self.reversal_scale is None or not np.isclose(self.reversal_scale, -self.lambda_, rtol=1e-3, atol=1e-6):
                 found.append(
-                    f"the domain gradient reaching the feature extractor is scaled by {self.reversal_scale}, "
+                    f"the {self.reversed_loss} gradient reaching the feature extractor is scaled by {self.reversal_scale}, "
                     f"expected {-self.lambda_:g} (-lambda): the reversal is missing or misplaced"
                 )
         return found
@@ -157,43 +166,58 @@ class GradientFlow:
 
     def __str__(self) -> str:
         components = sorted({c for per_loss in self.norms.values() for c in per_loss})
-        lines = [f"{'loss':<12} " + " ".join(f"{c:>18}" for c in components)]
+        width = max(len(name) for name in self.norms) + 2
+        lines = [f"{'loss':<{width}} " + " ".join(f"{c:>18}" for c in components) + "   must reach"]
         for loss_name, per_component in self.norms.items():
             cells = ["-" if per_component.get(c) is None else f"{per_component[c]:.3g}" for c in components]
-            lines.append(f"{loss_name:<12} " + " ".join(f"{cell:>18}" for cell in cells))
-        scale = "n/a" if self.reversal_scale is None else f"{self.reversal_scale:.4g}"
-        lines.append(f"reversal: domain gradient at the features is scaled by {scale} (expected {-self.lambda_:g})")
-        lines.append("flow: " + ("as DANN requires" if self.ok else "; ".join(self.problems)))
+            lines.append(f"{loss_name:<{width}} " + " ".join(f"{cell:>18}" for cell in cells) + "   " + ", ".join(sorted(self.expected[loss_name])))
+        for name, reached in self.constants.items():
+            lines.append(f"constant {name}: " + ("no gradient passes through it" if not reached else "gradients pass to " + ", ".join(reached)))
+        if self.reversed_loss is not None:
+            scale = "n/a" if self.reversal_scale is None else f"{self.reversal_scale:.4g}"
+            lines.append(f"reversal: {self.reversed_loss} gradient at the features is scaled by {scale} (expected {-self.lambda_:g})")
+        lines.append("flow: " + ("as the algorithm declares" if self.ok else "; ".join(self.problems)))
         return "\n".join(lines)
 
 
-def gradient_flow(algorithm: DANN, source_x, source_y, target_x, lambda_: float = 1.0) -> GradientFlow:
-    """Measures which components the label and domain losses reach on one batch pair.
+def gradient_flow(algorithm: Algorithm, source_x, source_y, target_x, lambda_: float = 1.0) -> GradientFlow:
+    """Measures which components each of the algorithm's losses reaches on one batch pair.
 
     Args:
-        algorithm: the algorithm whose `forward` is checked.
-        source_x, source_y, target_x: one batch pair, as for `DANN.update`.
+        algorithm: the algorithm whose `forward` is checked against its `gradient_paths`.
+        source_x, source_y, target_x: one batch pair, as for `Algorithm.update`.
         lambda_: the reversal strength to probe with; > 0 so that a reversed gradient
             is distinguishable from a cut one.
     """
     model = algorithm.model
-    lambda_tensor = tf.constant(lambda_, tf.float32)
+    expected = algorithm.gradient_paths()
     with tf.GradientTape(persistent=True) as tape:
-        terms = algorithm.forward(source_x, source_y, target_x, lambda_tensor, training=False)
-    norms = {}
-    for loss_name in GradientFlow.EXPECTED:
-        norms[loss_name] = {
-            name: _norm(tape.gradient(terms[loss_name], network.trainable_variables))
-            for name, network in model.components.items()
-        }
-    feature_variables = model.feature_extractor.trainable_variables
-    through_model = tape.gradient(terms["domain_loss"], feature_variables)
+        terms = algorithm.forward(source_x, source_y, target_x, tf.constant(lambda_, tf.float32), training=False)
+    norms: dict[str, dict[str, float | None]] = {}
+    partial = []
+    for loss_name in expected:
+        norms[loss_name] = {}
+        for component, network in model.components.items():
+            gradients = tape.gradient(terms[loss_name], network.trainable_variables)
+            norms[loss_name][component] = _norm(gradients)
+            if 0 < sum(g is not None for g in gradients) < len(gradients):
+                partial.append((loss_name, component))
+    constants = {
+        name: [c for c, network in model.components.items() if any(g is not None for g in tape.gradient(terms[name], network.trainable_variables))]
+        for name in algorithm.CONSTANTS
+        if name in terms
+    }
+    reversed_loss = algorithm.REVERSED_LOSS
+    scale = None
+    if reversed_loss is not None:
+        through_model = tape.gradient(terms[reversed_loss], model.feature_extractor.trainable_variables)
+        scale = _reversal_scale(algorithm, source_x, source_y, target_x, through_model)
     del tape
-    return GradientFlow(norms, lambda_, _reversal_scale(algorithm, source_x, target_x, feature_variables, through_model))
+    return GradientFlow(norms, expected, lambda_, scale, reversed_loss, partial, constants)
 
 
-def verify_gradients(algorithm: DANN, source_x, source_y, target_x, step) -> tuple[CoverageReport, GradientFlow]:
-    """Raises `GradientCoverageError` unless every variable is updated and the reversal is intact.
+def verify_gradients(algorithm: Algorithm, source_x, source_y, target_x, step) -> tuple[CoverageReport, GradientFlow]:
+    """Raises `GradientCoverageError` unless every variable is updated and every loss flows as declared.
 
     Run once before the first update: computes the gradients of `algorithm.compute_gradients`
     (no update is applied) and the per-loss flow of `algorithm.forward`.
@@ -204,25 +228,26 @@ def verify_gradients(algorithm: DANN, source_x, source_y, target_x, step) -> tup
     if not coverage.ok or not flow.ok:
         problems = [f"no gradient reaches {path}" for path in coverage.missing] + flow.problems
         raise GradientCoverageError(
-            "DANN training would not update the whole model:\n  - "
+            f"{type(algorithm).__name__} training would not update the model as it must:\n  - "
             + "\n  - ".join(problems)
-            + "\nEvery trainable variable must get a gradient from one tape over "
-            "label_loss + domain_loss_weight * domain_loss, with the gradient reversal (and no "
-            "tf.stop_gradient) between the features and the domain classifier. "
+            + "\nEvery trainable variable must get a gradient from one tape over the algorithm's total loss, each "
+            "loss must reach exactly the components its algorithm declares (gradient_paths), and the domain "
+            "gradient must pass the gradient reversal (no tf.stop_gradient before it). "
             "Run `python -m dann.diagnose` with the same config for the full tables."
         )
     return coverage, flow
 
 
-def _reversal_scale(algorithm: DANN, source_x, target_x, feature_variables, through_model) -> float | None:
+def _reversal_scale(algorithm: Algorithm, source_x, source_y, target_x, through_model) -> float | None:
+    feature_variables = algorithm.model.feature_extractor.trainable_variables
     if any(g is None for g in through_model) or not feature_variables:
         return None
-    # The domain classifier's own objective, differentiated straight into the features.
+    # The same loss without the reversal: the domain classifier's own objective, differentiated into the features.
     with tf.GradientTape() as tape:
-        features = algorithm.model.feature_extractor(tf.concat([source_x, target_x], axis=0), training=False)
-        logits = algorithm.model.domain_classifier(features, training=False)
-        plain_loss = losses.domain_loss(logits, tf.shape(source_x)[0])
+        plain_loss = algorithm.forward(source_x, source_y, target_x, None, training=False)[algorithm.REVERSED_LOSS]
     plain = tape.gradient(plain_loss, feature_variables)
+    if any(g is None for g in plain):
+        return None
     model_flat = tf.concat([tf.reshape(g, [-1]) for g in through_model], axis=0)
     plain_flat = tf.concat([tf.reshape(g, [-1]) for g in plain], axis=0)
     denominator = float(tf.reduce_sum(plain_flat * plain_flat))
@@ -232,10 +257,9 @@ def _reversal_scale(algorithm: DANN, source_x, target_x, feature_variables, thro
 
 
 def _norm(gradients: Sequence[tf.Tensor | None]) -> float | None:
+    """The global norm of the gradients present, or `None` when there are none."""
     present = [g for g in gradients if g is not None]
-    if not gradients or len(present) < len(gradients):
-        return None
-    return float(tf.linalg.global_norm(present))
+    return float(tf.linalg.global_norm(present)) if present else None
 
 
 def _component_from_path(path: str) -> str:

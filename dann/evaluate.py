@@ -16,7 +16,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from dann.algorithm import predicted_classes
+from dann.algorithms import predicted_classes
 from dann.data import evaluation_batches, load_split
 from dann.evaluation import evaluate_classifier
 from dann.train import load_model

@@ -92,7 +92,7 @@ def domain_metrics(model: DANNModel, datasets: DomainDatasets, max_examples: int
     """
     inputs = {name: sample_inputs for name, (sample_inputs, _) in test_samples(datasets, max_examples).items()}
     features = {name: model.feature_extractor(x, training=False) for name, x in inputs.items()}
-    logits = model.domain_classifier(tf.concat([features["source"], features["target"]], axis=0), training=False)
+    logits = model.domain_logits(tf.concat([features["source"], features["target"]], axis=0), None, training=False)
     labels = domain_labels(len(features["source"]), len(features["target"]))
     return {
         "domain_classifier_accuracy": float(np.mean((logits.numpy()[:, 0] > 0) == (labels.numpy() > 0.5))),

@@ -76,3 +76,60 @@ class GradientReversal(keras.layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "lambda_": self.lambda_}
+
+
+@keras.saving.register_keras_serializable(package="dann")
+class MultilinearMap(keras.layers.Layer):
+    """CDAN's conditioning: the multilinear map of features and class probabilities (Long et al., NeurIPS 2018).
+
+    `T(f, g) = f (x) g`, the flattened outer product, when `F * C <= max_full_dim`;
+    otherwise the randomised multilinear map `T(f, g) = (f R_f) * (g R_g) / sqrt(d)` with
+    fixed Gaussian matrices `R_f (F, d)`, `R_g (C, d)` (section 3.2), whose inner products
+    approximate the full map's.
+
+    Args:
+        max_full_dim: the largest `F * C` computed exactly (paper: 4096).
+        randomized_dim: `d`, the width of the randomised map (paper: 1024).
+        seed: seed of `R_f` and `R_g`; they are saved with the model's weights.
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Call arguments:
+        inputs: `[features (batch, F), probabilities (batch, C)]`.
+
+    Output shape:
+        `(batch, F * C)` or `(batch, randomized_dim)`.
+    """
+
+    def __init__(self, max_full_dim: int = 4096, randomized_dim: int = 1024, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        for name, value in (("max_full_dim", max_full_dim), ("randomized_dim", randomized_dim)):
+            if value < 1:
+                raise ValueError(f"MultilinearMap: {name} must be >= 1. Received: {name}={value}")
+        self.max_full_dim = int(max_full_dim)
+        self.randomized_dim = int(randomized_dim)
+        self.seed = int(seed)
+        self.randomized = None
+
+    def build(self, input_shape):
+        (_, num_features), (_, num_classes) = input_shape
+        self.randomized = num_features * num_classes > self.max_full_dim
+        if self.randomized:
+            initializer = keras.initializers.RandomNormal(seed=self.seed)
+            self.feature_projection = self.add_weight((num_features, self.randomized_dim), initializer, trainable=False, name="feature_projection")
+            self.class_projection = self.add_weight((num_classes, self.randomized_dim), initializer, trainable=False, name="class_projection")
+
+    def call(self, inputs):
+        features, probabilities = inputs
+        if self.randomized:
+            projected = tf.matmul(features, self.feature_projection) * tf.matmul(probabilities, self.class_projection)
+            return projected / tf.cast(tf.sqrt(float(self.randomized_dim)), projected.dtype)
+        outer = features[:, :, None] * probabilities[:, None, :]
+        return tf.reshape(outer, [-1, features.shape[-1] * probabilities.shape[-1]])
+
+    def compute_output_shape(self, input_shape):
+        (batch, num_features), (_, num_classes) = input_shape
+        width = self.randomized_dim if num_features * num_classes > self.max_full_dim else num_features * num_classes
+        return (batch, width)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "max_full_dim": self.max_full_dim, "randomized_dim": self.randomized_dim, "seed": self.seed}

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dann.algorithm import DANN
+from dann.algorithms import Algorithm
 from dann.data import DomainDatasets, evaluation_batches, training_batches
 from dann.diagnostics import verify_gradients
 from dann.evaluation import evaluate_classifier
@@ -55,7 +55,7 @@ class LoopSettings:
         eval_every: steps between test-accuracy evaluations, >= 1.
         eval_batch_size: examples per evaluation batch, >= 1.
         seed: the shuffling seed.
-        steps_per_call: updates per compiled call (`DANN.update_steps`), >= 1; `steps`,
+        steps_per_call: updates per compiled call (`Algorithm.update_steps`), >= 1; `steps`,
             `log_every`, `eval_every` and `checkpoint_every` must be multiples of it.
         checkpoint_every: steps between checkpoints, >= 1 (and one at the end).
         keep_checkpoints: how many recent checkpoints to keep, >= 1.
@@ -93,7 +93,7 @@ class LoopSettings:
                 )
 
 
-def fit(algorithm: DANN, datasets: DomainDatasets, settings: LoopSettings, run_dir: Path | None = None) -> dict:
+def fit(algorithm: Algorithm, datasets: DomainDatasets, settings: LoopSettings, run_dir: Path | None = None) -> dict:
     """Trains `algorithm` on `datasets` and returns the final metrics.
 
     Before the first update, `verify_gradients` checks that every trainable variable
@@ -114,6 +114,7 @@ def fit(algorithm: DANN, datasets: DomainDatasets, settings: LoopSettings, run_d
         `input_wait_fraction`: the share of training time (evaluation excluded) spent
         waiting for the next batch, i.e. how far the input pipeline falls behind the step.
     """
+    datasets = algorithm.training_datasets(datasets)
     replicas = algorithm.strategy.num_replicas_in_sync
     if settings.batch_size % replicas:
         raise ValueError(
@@ -178,7 +179,7 @@ def fit(algorithm: DANN, datasets: DomainDatasets, settings: LoopSettings, run_d
     }
 
 
-def _evaluate(algorithm: DANN, datasets: DomainDatasets, settings: LoopSettings) -> dict[str, float]:
+def _evaluate(algorithm: Algorithm, datasets: DomainDatasets, settings: LoopSettings) -> dict[str, float]:
     """Test accuracies of both domains, and DEV's risk; the source accuracy and the risk are the label-free criteria."""
     figures = {
         f"{domain}_test_accuracy": evaluate_classifier(
@@ -193,7 +194,7 @@ def _evaluate(algorithm: DANN, datasets: DomainDatasets, settings: LoopSettings)
 class _RunState:
     """What `fit` keeps in the run directory: checkpoints, metrics, TensorBoard events, the selected weights."""
 
-    def __init__(self, algorithm: DANN, calls, settings: LoopSettings, run_dir: Path | None):
+    def __init__(self, algorithm: Algorithm, calls, settings: LoopSettings, run_dir: Path | None):
         self.model = algorithm.model
         self.settings = settings
         self.run_dir = run_dir
@@ -204,9 +205,11 @@ class _RunState:
         self.manager = self.writer = None
         if run_dir is None:
             return
+        algorithm_state = algorithm.checkpoint_state()
         checkpoint = tf.train.Checkpoint(
             model=algorithm.model, optimizer=algorithm.optimizer, step=self.step, data=calls,
             best_value=self.best_value, best_step=self.best_step,
+            **({"algorithm": tf.train.Checkpoint(**algorithm_state)} if algorithm_state else {}),
         )
         self.manager = tf.train.CheckpointManager(checkpoint, run_dir / CHECKPOINT_DIR, max_to_keep=settings.keep_checkpoints)
         self.writer = tf.summary.create_file_writer(str(run_dir / TENSORBOARD_DIR))

@@ -1,4 +1,4 @@
-"""The two DANN losses. Domain labels: 0 for source, 1 for target, throughout `dann`."""
+"""The losses of the algorithms, in nats. Domain labels: 0 for source, 1 for target, throughout `dann`."""
 
 from __future__ import annotations
 
@@ -18,20 +18,40 @@ def label_loss(labels: tf.Tensor, class_logits: tf.Tensor) -> tf.Tensor:
 
 def prediction_entropy(class_logits: tf.Tensor) -> tf.Tensor:
     """Mean entropy of the predicted class distributions of logits `(N, C)`, in nats."""
+    return tf.reduce_mean(example_entropy(class_logits))
+
+
+def example_entropy(class_logits: tf.Tensor) -> tf.Tensor:
+    """`(N,)` entropy of each predicted class distribution of logits `(N, C)`, in nats."""
     logits = tf.cast(class_logits, tf.float32)
-    return tf.reduce_mean(-tf.reduce_sum(tf.nn.softmax(logits) * tf.nn.log_softmax(logits), axis=-1))
+    return -tf.reduce_sum(tf.nn.softmax(logits) * tf.nn.log_softmax(logits), axis=-1)
 
 
-def domain_loss(domain_logits: tf.Tensor, num_source: int | tf.Tensor) -> tf.Tensor:
+def kl_divergence(reference_logits: tf.Tensor, class_logits: tf.Tensor) -> tf.Tensor:
+    """Mean `KL(p_reference || p)` between the class distributions of two logits `(N, C)`, in nats.
+
+    The reference is held constant (`tf.stop_gradient`): only `class_logits` are trained towards it.
+    """
+    reference = tf.stop_gradient(tf.cast(reference_logits, tf.float32))
+    logits = tf.cast(class_logits, tf.float32)
+    per_example = tf.reduce_sum(tf.nn.softmax(reference) * (tf.nn.log_softmax(reference) - tf.nn.log_softmax(logits)), axis=-1)
+    return tf.reduce_mean(per_example)
+
+
+def domain_loss(domain_logits: tf.Tensor, num_source: int | tf.Tensor, weights: tf.Tensor | None = None) -> tf.Tensor:
     """Mean binary cross-entropy of the domain classifier, in nats.
 
     Args:
         domain_logits: `(N_s + N_t, 1)` logits of "target", source examples first.
         num_source: `N_s`, how many leading rows are source.
+        weights: optional `(N_s + N_t,)` example weights (CDAN+E), normalised here to mean 1.
     """
     logits = tf.cast(tf.reshape(domain_logits, [-1]), tf.float32)
     labels = domain_labels(num_source, tf.shape(logits)[0] - num_source)
-    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
+    per_example = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
+    if weights is not None:
+        per_example *= weights / tf.reduce_mean(weights)
+    return tf.reduce_mean(per_example)
 
 
 def domain_labels(num_source: int | tf.Tensor, num_target: int | tf.Tensor) -> tf.Tensor:

@@ -138,8 +138,10 @@ class DANNModel(keras.Model):
     Args:
         feature_extractor: maps inputs to features `(batch, F)`.
         label_classifier: maps features to class logits `(batch, num_classes)`.
-        domain_classifier: maps features to one domain logit `(batch, 1)`; the domain
-            label is 0 for source and 1 for target throughout `dann`.
+        domain_classifier: maps what it sees (`domain_input`) to one domain logit
+            `(batch, 1)`; the domain label is 0 for source and 1 for target throughout `dann`.
+        domain_conditioning: optional layer mapping `[features, class probabilities]` to the
+            domain classifier's input, e.g. CDAN's `MultilinearMap`; `None`: the features.
 
     Call arguments:
         inputs: images or vectors `(batch, ...)`.
@@ -154,12 +156,14 @@ class DANNModel(keras.Model):
         feature_extractor: keras.Model,
         label_classifier: keras.Model,
         domain_classifier: keras.Model,
+        domain_conditioning: keras.layers.Layer | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.feature_extractor = feature_extractor
         self.label_classifier = label_classifier
         self.domain_classifier = domain_classifier
+        self.domain_conditioning = domain_conditioning
         self.gradient_reversal = GradientReversal(name="gradient_reversal")
 
     @property
@@ -170,26 +174,60 @@ class DANNModel(keras.Model):
     def call(self, inputs, training=None):
         return self.label_classifier(self.feature_extractor(inputs, training=training), training=training)
 
-    def domain_logits(self, features: tf.Tensor, lambda_: tf.Tensor, training=None) -> tf.Tensor:
-        """Domain logits `(batch, 1)` of features `(batch, F)`, through the gradient reversal."""
-        return self.domain_classifier(self.gradient_reversal(features, lambda_=lambda_), training=training)
+    def domain_input(self, features: tf.Tensor, class_probabilities: tf.Tensor | None = None, training=None) -> tf.Tensor:
+        """What the domain classifier sees: the features `(batch, F)`, or their conditioning map.
+
+        With a `domain_conditioning` layer, the map of the features and the class
+        probabilities `(batch, C)`; when not given, these are the label classifier's, held
+        constant (`tf.stop_gradient`, as in CDAN: the domain loss trains the features, never
+        the label classifier).
+        """
+        if self.domain_conditioning is None:
+            return features
+        if class_probabilities is None:
+            logits = self.label_classifier(features, training=training)
+            class_probabilities = tf.stop_gradient(tf.nn.softmax(tf.cast(logits, tf.float32)))
+        return self.domain_conditioning([features, tf.cast(class_probabilities, features.dtype)])
+
+    def domain_logits(
+        self, features: tf.Tensor, lambda_: tf.Tensor | None, class_probabilities: tf.Tensor | None = None, training=None
+    ) -> tf.Tensor:
+        """Domain logits `(batch, 1)` of features `(batch, F)`, through the gradient reversal.
+
+        `lambda_` is the reversal strength, a scalar tensor; `None` skips the reversal (the
+        domain classifier's own objective, as the gradient checks and source-only training
+        use it). `class_probabilities`: see `domain_input`.
+        """
+        inputs = self.domain_input(features, class_probabilities, training=training)
+        if lambda_ is not None:
+            inputs = self.gradient_reversal(inputs, lambda_=lambda_)
+        return self.domain_classifier(inputs, training=training)
 
     def build(self, input_shape):
         self.feature_extractor.build(input_shape)
         features_shape = self.feature_extractor.compute_output_shape(input_shape)
         self.label_classifier.build(features_shape)
-        self.domain_classifier.build(features_shape)
+        domain_input_shape = features_shape
+        if self.domain_conditioning is not None:
+            classes_shape = self.label_classifier.compute_output_shape(features_shape)
+            self.domain_conditioning.build([features_shape, classes_shape])
+            domain_input_shape = self.domain_conditioning.compute_output_shape([features_shape, classes_shape])
+        self.domain_classifier.build(domain_input_shape)
         self.built = True
 
     def get_config(self) -> dict:
         config = super().get_config()
         for name, network in self.components.items():
             config[name] = keras.saving.serialize_keras_object(network)
+        if self.domain_conditioning is not None:
+            config["domain_conditioning"] = keras.saving.serialize_keras_object(self.domain_conditioning)
         return config
 
     @classmethod
     def from_config(cls, config: dict) -> "DANNModel":
         networks = {name: keras.saving.deserialize_keras_object(config.pop(name)) for name in COMPONENTS}
+        if config.get("domain_conditioning") is not None:
+            config["domain_conditioning"] = keras.saving.deserialize_keras_object(config["domain_conditioning"])
         return cls(**networks, **config)
 
 
@@ -198,9 +236,14 @@ def build_dann_model(
     label_classifier: keras.Model,
     domain_classifier: keras.Model,
     input_shape: Sequence[int],
+    domain_conditioning: keras.layers.Layer | None = None,
 ) -> DANNModel:
-    """Composes three networks into a built `DANNModel` for inputs `(batch, *input_shape)`."""
-    model = DANNModel(feature_extractor, label_classifier, domain_classifier, name="dann")
+    """Composes three networks into a built `DANNModel` for inputs `(batch, *input_shape)`.
+
+    `domain_conditioning` (e.g. `dann.layers.MultilinearMap()` for CDAN) sits between the
+    features and the domain classifier; see `DANNModel`.
+    """
+    model = DANNModel(feature_extractor, label_classifier, domain_classifier, domain_conditioning, name="dann")
     model.build((None, *input_shape))
     return model
 

@@ -30,7 +30,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
-from dann.config import build_algorithm, build_datasets, build_model, loop_settings, register_configs
+from dann.config import build_algorithm, build_datasets, build_model, check_algorithm, loop_settings, register_configs
 from dann.devices import build_strategy
 from dann.diagnostics import GradientCoverageError
 from dann.evaluation import domain_metrics
@@ -53,6 +53,7 @@ class RunDirectoryError(ValueError):
 def train(cfg: DictConfig, run_dir: Path) -> dict:
     """Trains as `cfg` says (resuming what `run_dir` holds), writes the run's files, and returns `results.json`'s content."""
     settings = loop_settings(cfg)  # validates before anything is built
+    check_algorithm(cfg)
     run_dir = Path(run_dir)
     if cfg.trainer.overwrite:
         remove_run_files(run_dir)
@@ -68,6 +69,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     with strategy.scope():
         model = build_model(cfg, datasets)
     algorithm = build_algorithm(cfg, model, strategy)
+    datasets = algorithm.training_datasets(datasets)  # as fit sees them, for the domain metrics and plots
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
     try:

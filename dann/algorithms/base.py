@@ -1,40 +1,58 @@
-"""DANN's training step: one tape, both losses, every trainable variable updated."""
+"""What every algorithm shares: the compiled update, strategies, lambda, and the gradient contract.
+
+An algorithm (one class, in the style of DomainBed's `algorithms.py`) says three things:
+`forward`, its loss terms on one batch pair; `total_loss`, how they are weighted; and
+`gradient_paths`, which component of the model each loss must reach (checked before the
+first update, `dann.diagnostics`). Everything else (one tape over every trainable
+variable, `k` updates per compiled call, `tf.distribute`, mixed precision) is here, once.
+"""
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, ClassVar, Mapping
 
 import keras
 import tensorflow as tf
 
-from dann import losses
+from dann.data import DomainDatasets
 from dann.models import DANNModel
 
 Metrics = dict[str, tf.Tensor]
 GradientsAndVariables = list[tuple[tf.Tensor | None, tf.Variable]]
 FEATURE_PASSES = ("joint", "per_domain")
+FEATURE_EXTRACTOR, LABEL_CLASSIFIER, DOMAIN_CLASSIFIER = "feature_extractor", "label_classifier", "domain_classifier"
+CLASSIFIER = frozenset({FEATURE_EXTRACTOR, LABEL_CLASSIFIER})  # what a loss on class predictions reaches
+ADVERSARY = frozenset({FEATURE_EXTRACTOR, DOMAIN_CLASSIFIER})  # what the domain loss reaches (reversed, at the features)
 
 
-class DANN:
-    """Domain-adversarial training of a `DANNModel` (Ganin et al., JMLR 2016, algorithm 1).
+@dataclass(frozen=True)
+class Rule:
+    """A range a hyperparameter must lie in, with the words that say so."""
 
-    Each step feeds a labelled source batch and an unlabelled target batch through the
-    feature extractor (in one pass by default), computes the label loss on source and the domain
-    loss on both domains (through the gradient reversal, scaled by lambda), and
-    applies the gradient of `label_loss + domain_loss_weight * domain_loss` to every
-    trainable variable of the model.
+    words: str
+    accepts: Callable[[float], bool]
+
+
+NON_NEGATIVE = Rule(">= 0", lambda value: value >= 0)
+POSITIVE = Rule("> 0", lambda value: value > 0)
+FRACTION = Rule("in [0, 1)", lambda value: 0 <= value < 1)
+POSITIVE_INTEGER = Rule("an integer >= 1", lambda value: int(value) == value and value >= 1)
+
+
+class Algorithm:
+    """Trains a `DANNModel`: one tape over `total_loss(forward(...))`, applied to every trainable variable.
+
+    Subclasses define `forward`, `total_loss` and `gradient_paths` (and may override the
+    hooks `before_update`, `training_datasets` and `checkpoint_state`); their constructors
+    take their hyperparameters by keyword and pass the rest here.
 
     Args:
         model: the three networks.
         optimizer: a Keras optimizer; its learning rate may be a schedule of its steps.
-        adaptation_schedule: maps training progress `p` in [0, 1] to lambda
-            (see `dann.schedules`).
+        adaptation_schedule: maps training progress `p` in [0, 1] to lambda, the gradient
+            reversal strength (see `dann.schedules`); `None`: lambda is 0 throughout.
         total_steps: the number of steps in the run, which defines `p = step / total_steps`.
-        domain_loss_weight: the weight of the domain loss in the total loss, >= 0.
-        target_entropy_weight: the weight of the mean prediction entropy on the target
-            batch, >= 0. 0 (the default) is the paper's DANN; a positive weight adds
-            entropy minimisation (Grandvalet & Bengio, 2005), which pushes target
-            predictions to be confident and decision boundaries away from target data.
         jit_compile: compile the update with XLA (often faster on GPUs, not always on CPUs).
         strategy: the `tf.distribute.Strategy` whose scope `model` and `optimizer` were
             built in; each update runs under `strategy.run`, every replica on its slice
@@ -43,38 +61,35 @@ class DANN:
         feature_pass: `"joint"` runs the feature extractor once on the concatenated
             source and target batch; `"per_domain"` runs it once per domain, so batch
             normalisation normalises each domain with its own statistics.
-
-    Example:
-        >>> algorithm = DANN(model, keras.optimizers.SGD(0.01), SigmoidRamp(), total_steps=1000)
-        >>> metrics = algorithm.update(source_x, source_y, target_x, step=tf.constant(0))
     """
+
+    # Hyperparameters and the ranges they must lie in, checked at construction and at composition.
+    HYPERPARAMETERS: ClassVar[Mapping[str, Rule]] = {}
+    # The loss whose gradient must reach the features reversed (scaled by -lambda); None: no reversal.
+    REVERSED_LOSS: ClassVar[str | None] = None
+    # Keys of `forward`'s output that are tensors every loss treats as constants (no variable may get a gradient through them).
+    CONSTANTS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
         model: DANNModel,
         optimizer: keras.optimizers.Optimizer,
-        adaptation_schedule: Callable[[tf.Tensor], tf.Tensor],
+        adaptation_schedule: Callable[[tf.Tensor], tf.Tensor] | None,
         total_steps: int,
-        domain_loss_weight: float = 1.0,
-        target_entropy_weight: float = 0.0,
         jit_compile: bool = False,
         strategy: tf.distribute.Strategy | None = None,
         feature_pass: str = "joint",
     ):
+        name = type(self).__name__
         if total_steps < 1:
-            raise ValueError(f"DANN: total_steps must be >= 1. Received: total_steps={total_steps}")
-        for name, weight in (("domain_loss_weight", domain_loss_weight), ("target_entropy_weight", target_entropy_weight)):
-            if weight < 0:
-                raise ValueError(f"DANN: {name} must be >= 0. Received: {name}={weight}")
+            raise ValueError(f"{name}: total_steps must be >= 1. Received: total_steps={total_steps}")
         if feature_pass not in FEATURE_PASSES:
-            raise ValueError(f"DANN: feature_pass must be one of {FEATURE_PASSES}. Received: feature_pass={feature_pass!r}")
+            raise ValueError(f"{name}: feature_pass must be one of {FEATURE_PASSES}. Received: feature_pass={feature_pass!r}")
         self.feature_pass = feature_pass
         self.model = model
         self.optimizer = optimizer
         self.adaptation_schedule = adaptation_schedule
         self.total_steps = total_steps
-        self.domain_loss_weight = domain_loss_weight
-        self.target_entropy_weight = target_entropy_weight
         self.strategy = strategy or tf.distribute.get_strategy()
         with self.strategy.scope():
             self.optimizer.build(model.trainable_variables)  # slots exist before any trace
@@ -84,58 +99,73 @@ class DANN:
         self.update_steps = tf.function(self._update_steps, reduce_retracing=True)
         self.predict = tf.function(self._predict)
 
-    def adaptation_factor(self, step: tf.Tensor) -> tf.Tensor:
-        """Lambda at `step`, a float32 scalar."""
-        progress = tf.cast(step, tf.float32) / float(self.total_steps)
-        return tf.cast(self.adaptation_schedule(progress), tf.float32)
+    @classmethod
+    def check_hyperparameters(cls, **values: float) -> None:
+        """Raises `ValueError` naming the first value outside its range (`HYPERPARAMETERS`)."""
+        for name, value in values.items():
+            rule = cls.HYPERPARAMETERS.get(name)
+            if rule is not None and value is not None and not rule.accepts(value):
+                raise ValueError(f"algorithm.{name} must be {rule.words} ({cls.__name__}). Received: {name}={value}")
 
-    def forward(
-        self,
-        source_x: tf.Tensor,
-        source_y: tf.Tensor,
-        target_x: tf.Tensor,
-        lambda_: tf.Tensor,
-        training: bool = True,
-    ) -> Metrics:
-        """Losses and accuracies of one batch pair; differentiable in the model's variables.
+    # What a subclass defines.
+
+    def forward(self, source_x: tf.Tensor, source_y: tf.Tensor, target_x: tf.Tensor, lambda_: tf.Tensor | None, training: bool = True) -> Metrics:
+        """Loss terms and metrics of one batch pair; differentiable in the model's variables.
 
         Args:
             source_x: `(N_s, ...)` source inputs.
             source_y: `(N_s,)` integer source labels.
             target_x: `(N_t, ...)` target inputs (their labels are never used).
-            lambda_: float32 scalar, the gradient reversal strength.
+            lambda_: float32 scalar, the gradient reversal strength; `None` skips the
+                reversal (the gradient checks measure the domain classifier's own objective so).
             training: run dropout and batch norm in training mode.
 
         Returns:
-            `label_loss`, `domain_loss`, `target_entropy` (nats), `label_accuracy`
-            (source batch) and `domain_accuracy` (both batches), float32 scalars.
+            Float32 scalars by name (the losses of `gradient_paths`, in nats, and metrics),
+            and the tensors named in `CONSTANTS`.
         """
-        num_source = tf.shape(source_x)[0]
-        if self.feature_pass == "joint":
-            features = self.model.feature_extractor(tf.concat([source_x, target_x], axis=0), training=training)
-        else:
-            features = tf.concat(
-                [self.model.feature_extractor(x, training=training) for x in (source_x, target_x)], axis=0
-            )
-        class_logits = self.model.label_classifier(features, training=training)
-        domain_logits = self.model.domain_logits(features, lambda_, training=training)
-        return {
-            "label_loss": losses.label_loss(source_y, class_logits[:num_source]),
-            "domain_loss": losses.domain_loss(domain_logits, num_source),
-            "target_entropy": losses.prediction_entropy(class_logits[num_source:]),
-            "label_accuracy": _accuracy(tf.argmax(class_logits[:num_source], axis=-1), source_y),
-            "domain_accuracy": _accuracy(
-                tf.reshape(domain_logits, [-1]) > 0,
-                losses.domain_labels(num_source, tf.shape(target_x)[0]) > 0.5,
-            ),
-        }
+        raise NotImplementedError
 
     def total_loss(self, terms: Metrics) -> tf.Tensor:
-        """`label_loss + domain_loss_weight * domain_loss + target_entropy_weight * target_entropy`."""
-        loss = terms["label_loss"] + self.domain_loss_weight * terms["domain_loss"]
-        if self.target_entropy_weight:
-            loss += self.target_entropy_weight * terms["target_entropy"]
-        return loss
+        """The weighted sum of `forward`'s losses that the update minimises."""
+        raise NotImplementedError
+
+    def gradient_paths(self) -> dict[str, frozenset[str]]:
+        """`{loss: components}`: the components of the model each loss must reach, and no others."""
+        raise NotImplementedError
+
+    # Hooks.
+
+    @staticmethod
+    def domain_conditioning(**hyperparameters) -> keras.layers.Layer | None:
+        """The layer the model needs between its features and its domain classifier (CDAN's map); `None`: none."""
+        return None
+
+    def before_update(self, step: tf.Tensor) -> None:
+        """Runs in the compiled update before the gradients, in cross-replica context (DIRT-T's teacher)."""
+
+    def training_datasets(self, datasets: DomainDatasets) -> DomainDatasets:
+        """The datasets the algorithm trains on (train-on-target swaps the domains' roles)."""
+        return datasets
+
+    def checkpoint_state(self) -> dict[str, tf.Module]:
+        """Trackable state beyond the model and optimizer that a checkpoint must hold to resume exactly."""
+        return {}
+
+    # The shared machinery.
+
+    def adaptation_factor(self, step: tf.Tensor) -> tf.Tensor:
+        """Lambda at `step`, a float32 scalar."""
+        if self.adaptation_schedule is None:
+            return tf.constant(0.0)
+        progress = tf.cast(step, tf.float32) / float(self.total_steps)
+        return tf.cast(self.adaptation_schedule(progress), tf.float32)
+
+    def features(self, source_x: tf.Tensor, target_x: tf.Tensor, training: bool) -> tf.Tensor:
+        """Features `(N_s + N_t, F)` of both batches, source first, in one pass or one per domain (`feature_pass`)."""
+        if self.feature_pass == "joint":
+            return self.model.feature_extractor(tf.concat([source_x, target_x], axis=0), training=training)
+        return tf.concat([self.model.feature_extractor(x, training=training) for x in (source_x, target_x)], axis=0)
 
     def compute_gradients(
         self, source_x: tf.Tensor, source_y: tf.Tensor, target_x: tf.Tensor, step: tf.Tensor
@@ -149,7 +179,8 @@ class DANN:
             scaled_loss = self.optimizer.scale_loss(loss / _replicas_in_sync())  # scale: only a LossScaleOptimizer
         variables = self.model.trainable_variables
         gradients = tape.gradient(scaled_loss, variables)
-        return {**terms, "loss": loss, "lambda": lambda_}, list(zip(gradients, variables))
+        metrics = {key: value for key, value in terms.items() if key not in self.CONSTANTS}
+        return {**metrics, "loss": loss, "lambda": lambda_}, list(zip(gradients, variables))
 
     def _replica_update(self, source_x: tf.Tensor, source_y: tf.Tensor, target_x: tf.Tensor, step: tf.Tensor) -> Metrics:
         """One replica's part of an update: its slice of the batch pair, its gradients applied (summed over replicas)."""
@@ -164,6 +195,7 @@ class DANN:
 
         The metrics are averaged over replicas, whose slices are of equal size: the global batch's.
         """
+        self.before_update(step)
         per_replica = self.strategy.run(self._replica_update, args=(source_x, source_y, target_x, step))
         return {key: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None) for key, value in per_replica.items()}
 
@@ -193,7 +225,8 @@ def predicted_classes(model: keras.Model, inputs: tf.Tensor) -> tf.Tensor:
     return tf.argmax(model(inputs, training=False), axis=-1)
 
 
-def _accuracy(predicted: tf.Tensor, expected: tf.Tensor) -> tf.Tensor:
+def accuracy(predicted: tf.Tensor, expected: tf.Tensor) -> tf.Tensor:
+    """The share of `predicted` `(N,)` equal to `expected` `(N,)`, a float32 scalar."""
     return tf.reduce_mean(tf.cast(tf.equal(tf.cast(predicted, tf.int64), tf.cast(expected, tf.int64)), tf.float32))
 
 

@@ -1,0 +1,84 @@
+"""CDAN and CDAN+E (Long et al., NeurIPS 2018): the domain classifier conditioned on the class predictions."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from dann import losses
+from dann.algorithms.base import POSITIVE_INTEGER, Metrics
+from dann.algorithms.dann import DANN, classification_terms, domain_terms
+from dann.layers import MultilinearMap
+
+
+class CDAN(DANN):
+    """Conditional domain adversarial network (Long et al., NeurIPS 2018, equations 6-7 and 10).
+
+    DANN whose domain classifier sees the multilinear map `T(f, g)` of the features `f` and
+    the class probabilities `g = softmax(G_y(f))` instead of `f` alone, so that it aligns
+    the joint distribution of features and predictions (the multimodal structure that plain
+    DANN may collapse):
+
+        L = L_y + w_d * L_d(G_d(R_lambda(T(f, g))), d) [+ w_e * H(g_t)]
+
+    `T(f, g) = f (x) g` when `F * C <= max_full_dim`, else the randomised map
+    `(f R_f) * (g R_g) / sqrt(d)` (`dann.layers.MultilinearMap`). `g` is held constant in
+    `T`, as in the authors' code: the domain loss trains the features, not the label head.
+    With `entropy_conditioning=True` (CDAN+E, equation 10), each example's domain loss is weighted
+    by `1 + exp(-H(g))`, normalised to mean 1, which puts the alignment on confidently
+    classified examples.
+
+    The model must carry the map: `build_dann_model(..., domain_conditioning=CDAN.domain_conditioning())`;
+    `dann.train` builds it from the config.
+
+    Args:
+        model, optimizer, adaptation_schedule, total_steps: see `Algorithm`.
+        entropy_conditioning: weight the domain loss by prediction certainty (CDAN+E).
+        domain_loss_weight, target_entropy_weight: as in `DANN`.
+        max_full_dim, randomized_dim: the map's, when `dann.train` builds the model.
+        **machinery: `jit_compile`, `strategy`, `feature_pass` (see `Algorithm`).
+    """
+
+    HYPERPARAMETERS = {**DANN.HYPERPARAMETERS, "max_full_dim": POSITIVE_INTEGER, "randomized_dim": POSITIVE_INTEGER}
+    CONSTANTS = ("domain_conditioning_probabilities",)
+
+    def __init__(
+        self,
+        model,
+        optimizer,
+        adaptation_schedule,
+        total_steps,
+        entropy_conditioning: bool = False,
+        domain_loss_weight: float = 1.0,
+        target_entropy_weight: float = 0.0,
+        max_full_dim: int = 4096,
+        randomized_dim: int = 1024,
+        **machinery,
+    ):
+        self.check_hyperparameters(max_full_dim=max_full_dim, randomized_dim=randomized_dim)
+        if model.domain_conditioning is None:
+            raise ValueError(
+                f"{type(self).__name__} needs a model whose domain classifier sees the multilinear map: build it with "
+                f"build_dann_model(..., domain_conditioning={type(self).__name__}.domain_conditioning())."
+            )
+        self.entropy_conditioning = entropy_conditioning
+        super().__init__(model, optimizer, adaptation_schedule, total_steps, domain_loss_weight, target_entropy_weight, **machinery)
+
+    @staticmethod
+    def domain_conditioning(max_full_dim: int = 4096, randomized_dim: int = 1024, **_) -> MultilinearMap:
+        """The multilinear map a CDAN model carries between its features and its domain classifier."""
+        return MultilinearMap(max_full_dim=max_full_dim, randomized_dim=randomized_dim, name="multilinear_map")
+
+    def forward(self, source_x, source_y, target_x, lambda_, training=True) -> Metrics:
+        """DANN's terms, the domain loss on the map; and the (constant) class probabilities the map used."""
+        num_source = tf.shape(source_x)[0]
+        features = self.features(source_x, target_x, training)
+        class_logits = self.model.label_classifier(features, training=training)
+        probabilities = tf.stop_gradient(tf.nn.softmax(tf.cast(class_logits, tf.float32)))
+        domain_logits = self.model.domain_logits(features, lambda_, probabilities, training=training)
+        weights = 1.0 + tf.exp(-losses.example_entropy(tf.stop_gradient(class_logits))) if self.entropy_conditioning else None
+        return {
+            **classification_terms(class_logits, source_y, num_source),
+            **domain_terms(domain_logits, num_source, weights),
+            "domain_conditioning_probabilities": probabilities,
+        }
+

@@ -1,0 +1,188 @@
+"""VADA and DIRT-T (Shu et al., ICLR 2018): DANN plus the cluster assumption, then refinement on the target."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from dann import losses
+from dann.algorithms.base import CLASSIFIER, FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INTEGER, Metrics
+from dann.algorithms.dann import DANN, classification_terms, domain_terms
+from dann.vat import virtual_adversarial_loss
+
+
+class VADA(DANN):
+    """Virtual adversarial domain adaptation (Shu et al., ICLR 2018, equation 6).
+
+    DANN plus two terms of the cluster assumption (decision boundaries away from dense
+    regions of data): the conditional entropy of target predictions and virtual adversarial
+    training (VAT, `dann.vat`), a penalty on how much a perturbation of norm `vat_radius`
+    can change a prediction:
+
+        L = L_y + w_d * L_d(lambda) + lambda_s * L_v(x_s) + lambda_t * (H(x_t) + L_v(x_t))
+
+    `lambda_t` is `target_entropy_weight` and weights both target terms, as in the paper;
+    the adversarial term is DANN's (gradient reversal, lambda from the schedule), where
+    the paper trains the domain classifier with a separate GAN-style loss.
+
+    Args:
+        model, optimizer, adaptation_schedule, total_steps: see `Algorithm`.
+        source_vat_weight: `lambda_s`, >= 0 (paper's code: 1; 0 skips the term).
+        target_entropy_weight: `lambda_t`, >= 0 (paper's code: 0.01).
+        vat_radius: the perturbation's size as its root mean square per input element, > 0:
+            its L2 norm is `vat_radius * sqrt(D)` for inputs of `D` elements, so one value
+            suits 2-D points and images alike. Default 0.063: the paper's norm 3.5 on
+            instance-normalised 32x32x3 images.
+        domain_loss_weight: as in `DANN`.
+        **machinery: `jit_compile`, `strategy`, `feature_pass` (see `Algorithm`).
+    """
+
+    HYPERPARAMETERS = {**DANN.HYPERPARAMETERS, "source_vat_weight": NON_NEGATIVE, "vat_radius": POSITIVE}
+    CONSTANTS = ("source_perturbation", "target_perturbation")
+
+    def __init__(
+        self,
+        model,
+        optimizer,
+        adaptation_schedule,
+        total_steps,
+        source_vat_weight: float = 1.0,
+        target_entropy_weight: float = 0.01,
+        vat_radius: float = 0.063,
+        domain_loss_weight: float = 1.0,
+        **machinery,
+    ):
+        self.check_hyperparameters(source_vat_weight=source_vat_weight, vat_radius=vat_radius)
+        self.source_vat_weight = source_vat_weight
+        self.vat_radius = vat_radius
+        super().__init__(model, optimizer, adaptation_schedule, total_steps, domain_loss_weight, target_entropy_weight, **machinery)
+
+    def forward(self, source_x, source_y, target_x, lambda_, training=True) -> Metrics:
+        """DANN's terms, `target_vat` and `source_vat` (nats), and the perturbations they used."""
+        return self._terms_and_target_logits(source_x, source_y, target_x, lambda_, training)[0]
+
+    def _terms_and_target_logits(self, source_x, source_y, target_x, lambda_, training) -> tuple[Metrics, tf.Tensor]:
+        num_source = tf.shape(source_x)[0]
+        features = self.features(source_x, target_x, training)
+        class_logits = self.model.label_classifier(features, training=training)
+        domain_logits = self.model.domain_logits(features, lambda_, training=training)
+        terms = {**classification_terms(class_logits, source_y, num_source), **domain_terms(domain_logits, num_source)}
+
+        def classify(inputs):
+            return self.model(inputs, training=training)
+
+        radius = self.vat_radius * float(source_x.shape[1:].num_elements()) ** 0.5
+        terms["target_vat"], terms["target_perturbation"] = virtual_adversarial_loss(classify, target_x, class_logits[num_source:], radius)
+        if self.source_vat_weight:
+            terms["source_vat"], terms["source_perturbation"] = virtual_adversarial_loss(classify, source_x, class_logits[:num_source], radius)
+        return terms, class_logits[num_source:]
+
+    def total_loss(self, terms: Metrics) -> tf.Tensor:
+        """`label_loss + w_d * domain_loss + lambda_s * source_vat + lambda_t * (target_entropy + target_vat)`."""
+        loss = terms["label_loss"] + self.domain_loss_weight * terms["domain_loss"]
+        if self.source_vat_weight:
+            loss += self.source_vat_weight * terms["source_vat"]
+        return loss + self.target_entropy_weight * (terms["target_entropy"] + terms["target_vat"])
+
+    def gradient_paths(self) -> dict[str, frozenset[str]]:
+        paths = {**super().gradient_paths(), "target_vat": CLASSIFIER}
+        if self.source_vat_weight:
+            paths["source_vat"] = CLASSIFIER
+        return paths
+
+
+class DIRTT(VADA):
+    """Decision-boundary iterative refinement training with a teacher (Shu et al., ICLR 2018, equation 9).
+
+    Trains as `VADA` for the first `1 - refinement_fraction` of the steps, then refines on
+    the target alone: with `h_{n-1}` the teacher, a frozen copy of the classifier taken
+    every `teacher_update_every` steps,
+
+        L = lambda_t * (H(x_t) + L_v(x_t)) + beta * KL(h_{n-1}(x_t) || h(x_t))
+
+    moving the decision boundaries away from target data while staying close to the
+    previous model (the paper's natural-gradient step). During refinement the source and
+    domain terms get weight 0 (the domain classifier then stops training). The paper's
+    teacher is an exponential moving average of the weights; here it is a snapshot.
+
+    Args:
+        model, optimizer, adaptation_schedule, total_steps: see `Algorithm`.
+        refinement_fraction: the share of the steps spent refining, in [0, 1).
+        teacher_weight: `beta`, > 0; `None` (the default): equal to `lambda_t`
+            (`target_entropy_weight`), as in the paper's code, where both are 0.01.
+        teacher_update_every: steps between teacher snapshots during refinement, >= 1.
+        source_vat_weight, target_entropy_weight, vat_radius, domain_loss_weight: as in `VADA`.
+        **machinery: `jit_compile`, `strategy`, `feature_pass` (see `Algorithm`).
+    """
+
+    HYPERPARAMETERS = {
+        **VADA.HYPERPARAMETERS,
+        "refinement_fraction": FRACTION,
+        "teacher_weight": POSITIVE,
+        "teacher_update_every": POSITIVE_INTEGER,
+    }
+    CONSTANTS = (*VADA.CONSTANTS, "teacher_probabilities")
+
+    def __init__(
+        self,
+        model,
+        optimizer,
+        adaptation_schedule,
+        total_steps,
+        refinement_fraction: float = 0.3,
+        teacher_weight: float | None = None,
+        teacher_update_every: int = 1000,
+        source_vat_weight: float = 1.0,
+        target_entropy_weight: float = 0.01,
+        vat_radius: float = 0.063,
+        domain_loss_weight: float = 1.0,
+        **machinery,
+    ):
+        self.check_hyperparameters(refinement_fraction=refinement_fraction, teacher_weight=teacher_weight, teacher_update_every=teacher_update_every)
+        self.refinement_start = round(total_steps * (1.0 - refinement_fraction))
+        self.teacher_weight = target_entropy_weight if teacher_weight is None else teacher_weight
+        self.teacher_update_every = int(teacher_update_every)
+        strategy = machinery.get("strategy") or tf.distribute.get_strategy()
+        with strategy.scope():
+            self.teacher = keras.Sequential(
+                [keras.models.clone_model(model.feature_extractor), keras.models.clone_model(model.label_classifier)], name="teacher"
+            )
+            self.teacher.build(model.feature_extractor.inputs[0].shape)
+            self.teacher.trainable = False
+            self.refining = tf.Variable(0.0, trainable=False, name="refining")  # 1.0 once refinement has begun
+        super().__init__(
+            model, optimizer, adaptation_schedule, total_steps, source_vat_weight, target_entropy_weight, vat_radius, domain_loss_weight, **machinery
+        )
+
+    def before_update(self, step: tf.Tensor) -> None:
+        """Enters refinement at its first step, and takes a teacher snapshot every `teacher_update_every` steps of it."""
+        steps_refined = tf.cast(step, tf.int64) - self.refinement_start
+        self.refining.assign(tf.cast(steps_refined >= 0, tf.float32))
+        due = tf.logical_and(steps_refined >= 0, steps_refined % self.teacher_update_every == 0)
+        tf.cond(due, self._snapshot_teacher, lambda: tf.constant(False))
+
+    def _snapshot_teacher(self) -> tf.Tensor:
+        student = self.model.feature_extractor.weights + self.model.label_classifier.weights
+        for teacher_weight, student_weight in zip(self.teacher.weights, student):
+            teacher_weight.assign(student_weight)
+        return tf.constant(True)
+
+    def checkpoint_state(self) -> dict[str, tf.Module]:
+        return {"teacher": self.teacher}
+
+    def forward(self, source_x, source_y, target_x, lambda_, training=True) -> Metrics:
+        """VADA's terms, `teacher_kl` (nats) on the target batch, and the teacher's probabilities."""
+        terms, target_logits = self._terms_and_target_logits(source_x, source_y, target_x, lambda_, training)
+        teacher_logits = self.teacher(target_x, training=False)
+        terms["teacher_kl"] = losses.kl_divergence(teacher_logits, target_logits)
+        terms["teacher_probabilities"] = tf.nn.softmax(tf.cast(teacher_logits, tf.float32))
+        return terms
+
+    def total_loss(self, terms: Metrics) -> tf.Tensor:
+        """VADA's loss, then `lambda_t * (target_entropy + target_vat) + beta * teacher_kl` once refining."""
+        target_terms = self.target_entropy_weight * (terms["target_entropy"] + terms["target_vat"])
+        refinement = target_terms + self.teacher_weight * terms["teacher_kl"]
+        return (1.0 - self.refining) * super().total_loss(terms) + self.refining * refinement
+
+    def gradient_paths(self) -> dict[str, frozenset[str]]:
+        return {**super().gradient_paths(), "teacher_kl": CLASSIFIER}
