@@ -1,8 +1,9 @@
-"""`python -m dann.diagnose +experiment=NAME`: prints which variables and components get gradients.
+"""`python -m dann.diagnose +experiment=NAME [algorithm=NAME]`: prints which variables and components get gradients.
 
 Builds the model and algorithm exactly as `dann.train` would, takes one batch pair,
-and prints the gradient coverage of one update and the gradient flow of each loss.
-Exits with status 1 when a variable gets no gradient or the reversal is broken.
+and prints the gradient coverage of one update and the gradient flow of each loss
+against the components the algorithm declares. Exits with status 1 when a variable gets
+no gradient, a loss reaches the wrong components, or the reversal is broken.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import keras
 import tensorflow as tf
 from omegaconf import DictConfig
 
-from dann.config import build_algorithm, build_datasets, build_model, register_configs
+from dann.config import build_algorithm, build_datasets, build_model, check_algorithm, register_configs
 from dann.data import training_batches
 from dann.diagnostics import coverage_of_update, gradient_flow
 
@@ -24,15 +25,17 @@ register_configs()
 @hydra.main(version_base="1.3", config_path="../configs", config_name="diagnose")
 def main(cfg: DictConfig) -> None:
     keras.utils.set_random_seed(cfg.seed)
+    check_algorithm(cfg)
     datasets = build_datasets(cfg)
     algorithm = build_algorithm(cfg, build_model(cfg, datasets))
+    datasets = algorithm.training_datasets(datasets)
     (source_x, source_y), target_x = next(iter(training_batches(datasets, cfg.trainer.batch_size, cfg.seed)))
     _, gradients_and_variables = algorithm.compute_gradients(source_x, source_y, target_x, tf.constant(0, tf.int64))
     coverage = coverage_of_update(algorithm.model.trainable_variables, gradients_and_variables)
     flow = gradient_flow(algorithm, source_x, source_y, target_x)
     print("Gradient coverage of one update (step 0):")
     print(coverage)
-    print("\nGradient norm per loss and component (lambda = 1):")
+    print(f"\nGradient norm per loss and component, {type(algorithm).__name__} (lambda = 1):")
     print(flow)
     if not (coverage.ok and flow.ok):
         sys.exit(1)

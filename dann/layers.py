@@ -114,9 +114,13 @@ class MultilinearMap(keras.layers.Layer):
         (_, num_features), (_, num_classes) = input_shape
         self.randomized = num_features * num_classes > self.max_full_dim
         if self.randomized:
-            initializer = keras.initializers.RandomNormal(seed=self.seed)
-            self.feature_projection = self.add_weight((num_features, self.randomized_dim), initializer, trainable=False, name="feature_projection")
-            self.class_projection = self.add_weight((num_classes, self.randomized_dim), initializer, trainable=False, name="class_projection")
+            # Two seeds: one seed would draw the same stream for both, correlating them and biasing the map.
+            self.feature_projection = self.add_weight(
+                (num_features, self.randomized_dim), keras.initializers.RandomNormal(stddev=1.0, seed=self.seed), trainable=False, name="feature_projection"
+            )
+            self.class_projection = self.add_weight(
+                (num_classes, self.randomized_dim), keras.initializers.RandomNormal(stddev=1.0, seed=self.seed + 1), trainable=False, name="class_projection"
+            )
 
     def call(self, inputs):
         features, probabilities = inputs

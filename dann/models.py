@@ -91,6 +91,47 @@ def conv_stack(
     return keras.Sequential(layers, name=name)
 
 
+def small_vada_cnn(
+    filters: int = 64,
+    dropout: float = 0.5,
+    noise_stddev: float = 1.0,
+    name: str = "small_vada_cnn",
+) -> keras.Sequential:
+    """The "small" network of VADA / DIRT-T (Shu et al., ICLR 2018, appendix), up to its pooled features.
+
+    Three blocks of three 3x3 convolutions (batch norm, leaky ReLU 0.1); the first two
+    blocks end with 2x2 max-pooling, dropout and additive Gaussian noise (training only),
+    the last with global average pooling. The paper normalises each input image
+    (`data.preprocessing.per_image=true` here), classifies the pooled features with one
+    linear layer (`classifier_head([])`) and puts its domain classifier at the second
+    block's output; here the domain classifier sees the pooled features, like DANN's.
+
+    Args:
+        filters: channels of every convolution (paper: 64).
+        dropout: dropout rate after the first two blocks, in [0, 1) (paper: 0.5).
+        noise_stddev: standard deviation of the Gaussian noise after them (paper: 1).
+        name: the network's name.
+
+    Input shape:
+        `(batch, height, width, channels)`.
+
+    Output shape:
+        `(batch, filters)`.
+    """
+    layers: list[keras.layers.Layer] = []
+    for block in range(3):
+        for _ in range(3):
+            layers += [
+                keras.layers.Conv2D(filters, 3, padding="same", use_bias=False),
+                keras.layers.BatchNormalization(),
+                keras.layers.LeakyReLU(negative_slope=0.1),
+            ]
+        if block < 2:
+            layers += [keras.layers.MaxPooling2D(2), keras.layers.Dropout(dropout), keras.layers.GaussianNoise(noise_stddev)]
+    layers.append(keras.layers.GlobalAveragePooling2D())
+    return keras.Sequential(layers, name=name)
+
+
 def classifier_head(
     hidden_units: Sequence[int],
     num_outputs: int,

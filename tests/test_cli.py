@@ -47,11 +47,12 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     assert all((run_dir / name).stat().st_size > 10_000 for name in ("learning_curves.png", "embedding.png"))
 
 
-def test_diagnose_prints_tables_and_exits_zero(tmp_path):
-    done = run_module("dann.diagnose", "+experiment=moons", cwd=tmp_path)
+@pytest.mark.parametrize("algorithm", ["dann", "dirt_t"])
+def test_diagnose_prints_tables_and_exits_zero(tmp_path, algorithm):
+    done = run_module("dann.diagnose", "+experiment=moons", f"algorithm={algorithm}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "every trainable variable gets a gradient" in done.stdout
-    assert "flow: as DANN requires" in done.stdout
+    assert "flow: as the algorithm declares" in done.stdout
     assert list(tmp_path.iterdir()) == []  # diagnosing writes nothing
 
 

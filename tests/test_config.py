@@ -2,6 +2,9 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+import tensorflow as tf
+
+from dann.algorithms import SourceOnly
 from dann.config import CONFIG_DIR, build_algorithm, build_datasets, build_model, build_optimizer, compose_config
 from dann.schedules import AnnealedLearningRate, ConstantLambda, SigmoidRamp
 
@@ -32,11 +35,11 @@ def test_command_line_overrides_reach_the_objects():
     assert (schedule["config"]["initial_learning_rate"], schedule["config"]["total_steps"]) == (0.005, 2000)
 
 
-def test_source_only_experiment_sets_lambda_to_zero():
+def test_source_only_experiment_trains_without_adaptation():
     cfg = compose_config(["+experiment=moons_source_only"])
     algorithm = build_algorithm(cfg, build_model(cfg, build_datasets(cfg)))
-    assert isinstance(algorithm.adaptation_schedule, ConstantLambda)
-    assert algorithm.adaptation_schedule.value == 0.0
+    assert isinstance(algorithm, SourceOnly)
+    assert float(algorithm.adaptation_factor(tf.constant(500))) == 0.0
     assert cfg.trainer.steps == compose_config(["+experiment=moons"]).trainer.steps
 
 

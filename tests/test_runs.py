@@ -30,8 +30,12 @@ def _metrics(run_dir):
     return (run_dir / "metrics.jsonl").read_text()
 
 
-def test_interrupted_run_resumes_to_the_same_metrics(tmp_path, monkeypatch):
-    cfg = _cfg("trainer.steps=40", "trainer.eval_every=20")
+# DIRT-T: refinement from step 10, teacher snapshots at 10 and 25; the resumed run needs step 10's from the checkpoint.
+@pytest.mark.parametrize(
+    "algorithm", ["algorithm=dann", "algorithm=dirt_t algorithm.refinement_fraction=0.75 algorithm.teacher_update_every=15"]
+)
+def test_interrupted_run_resumes_to_the_same_metrics(tmp_path, monkeypatch, algorithm):
+    cfg = _cfg("trainer.steps=40", "trainer.eval_every=20", *algorithm.split())
     whole = train(cfg, tmp_path / "whole")
 
     def fit_interrupted_at_step_20(algorithm, datasets, settings, run_dir):
@@ -155,7 +159,7 @@ def test_run_killed_after_its_last_checkpoint_finishes_without_training(tmp_path
     expected = train(cfg, tmp_path)
     for name in ("results.json", "model.keras"):  # as if killed between the final checkpoint and these
         (tmp_path / name).unlink()
-    monkeypatch.setattr("dann.algorithm.DANN._update_steps", lambda *args: pytest.fail("trained again"))
+    monkeypatch.setattr("dann.algorithms.base.Algorithm._update_steps", lambda *args: pytest.fail("trained again"))
     results = train(cfg, tmp_path)
     assert results["resumed_from_step"] == 20
     assert results["target_test_accuracy"] == expected["target_test_accuracy"]

@@ -68,12 +68,16 @@ class CDAN(DANN):
         """The multilinear map a CDAN model carries between its features and its domain classifier."""
         return MultilinearMap(max_full_dim=max_full_dim, randomized_dim=randomized_dim, name="multilinear_map")
 
+    def conditioning_probabilities(self, class_logits: tf.Tensor) -> tf.Tensor:
+        """`g` `(N, C)`: the class probabilities the map conditions on, held constant."""
+        return tf.stop_gradient(tf.nn.softmax(tf.cast(class_logits, tf.float32)))
+
     def forward(self, source_x, source_y, target_x, lambda_, training=True) -> Metrics:
         """DANN's terms, the domain loss on the map; and the (constant) class probabilities the map used."""
         num_source = tf.shape(source_x)[0]
         features = self.features(source_x, target_x, training)
         class_logits = self.model.label_classifier(features, training=training)
-        probabilities = tf.stop_gradient(tf.nn.softmax(tf.cast(class_logits, tf.float32)))
+        probabilities = self.conditioning_probabilities(class_logits)
         domain_logits = self.model.domain_logits(features, lambda_, probabilities, training=training)
         weights = 1.0 + tf.exp(-losses.example_entropy(tf.stop_gradient(class_logits))) if self.entropy_conditioning else None
         return {

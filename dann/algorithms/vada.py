@@ -34,6 +34,7 @@ class VADA(DANN):
             suits 2-D points and images alike. Default 0.063: the paper's norm 3.5 on
             instance-normalised 32x32x3 images.
         domain_loss_weight: as in `DANN`.
+        seed: seed of VAT's random directions (the config passes the run's `seed`).
         **machinery: `jit_compile`, `strategy`, `feature_pass` (see `Algorithm`).
     """
 
@@ -50,12 +51,18 @@ class VADA(DANN):
         target_entropy_weight: float = 0.01,
         vat_radius: float = 0.063,
         domain_loss_weight: float = 1.0,
+        seed: int = 0,
         **machinery,
     ):
         self.check_hyperparameters(source_vat_weight=source_vat_weight, vat_radius=vat_radius)
         self.source_vat_weight = source_vat_weight
         self.vat_radius = vat_radius
+        with (machinery.get("strategy") or tf.distribute.get_strategy()).scope():
+            self.vat_noise = tf.random.Generator.from_seed(seed)
         super().__init__(model, optimizer, adaptation_schedule, total_steps, domain_loss_weight, target_entropy_weight, **machinery)
+
+    def checkpoint_state(self) -> dict[str, tf.Module]:
+        return {"vat_noise": self.vat_noise}
 
     def forward(self, source_x, source_y, target_x, lambda_, training=True) -> Metrics:
         """DANN's terms, `target_vat` and `source_vat` (nats), and the perturbations they used."""
@@ -72,9 +79,9 @@ class VADA(DANN):
             return self.model(inputs, training=training)
 
         radius = self.vat_radius * float(source_x.shape[1:].num_elements()) ** 0.5
-        terms["target_vat"], terms["target_perturbation"] = virtual_adversarial_loss(classify, target_x, class_logits[num_source:], radius)
+        terms["target_vat"], terms["target_perturbation"] = virtual_adversarial_loss(classify, target_x, class_logits[num_source:], radius, self.vat_noise)
         if self.source_vat_weight:
-            terms["source_vat"], terms["source_perturbation"] = virtual_adversarial_loss(classify, source_x, class_logits[:num_source], radius)
+            terms["source_vat"], terms["source_perturbation"] = virtual_adversarial_loss(classify, source_x, class_logits[:num_source], radius, self.vat_noise)
         return terms, class_logits[num_source:]
 
     def total_loss(self, terms: Metrics) -> tf.Tensor:
@@ -111,7 +118,7 @@ class DIRTT(VADA):
         teacher_weight: `beta`, > 0; `None` (the default): equal to `lambda_t`
             (`target_entropy_weight`), as in the paper's code, where both are 0.01.
         teacher_update_every: steps between teacher snapshots during refinement, >= 1.
-        source_vat_weight, target_entropy_weight, vat_radius, domain_loss_weight: as in `VADA`.
+        source_vat_weight, target_entropy_weight, vat_radius, domain_loss_weight, seed: as in `VADA`.
         **machinery: `jit_compile`, `strategy`, `feature_pass` (see `Algorithm`).
     """
 
@@ -136,6 +143,7 @@ class DIRTT(VADA):
         target_entropy_weight: float = 0.01,
         vat_radius: float = 0.063,
         domain_loss_weight: float = 1.0,
+        seed: int = 0,
         **machinery,
     ):
         self.check_hyperparameters(refinement_fraction=refinement_fraction, teacher_weight=teacher_weight, teacher_update_every=teacher_update_every)
@@ -151,7 +159,8 @@ class DIRTT(VADA):
             self.teacher.trainable = False
             self.refining = tf.Variable(0.0, trainable=False, name="refining")  # 1.0 once refinement has begun
         super().__init__(
-            model, optimizer, adaptation_schedule, total_steps, source_vat_weight, target_entropy_weight, vat_radius, domain_loss_weight, **machinery
+            model, optimizer, adaptation_schedule, total_steps, source_vat_weight, target_entropy_weight, vat_radius, domain_loss_weight, seed,
+            **machinery,
         )
 
     def before_update(self, step: tf.Tensor) -> None:
@@ -168,7 +177,7 @@ class DIRTT(VADA):
         return tf.constant(True)
 
     def checkpoint_state(self) -> dict[str, tf.Module]:
-        return {"teacher": self.teacher}
+        return {**super().checkpoint_state(), "teacher": self.teacher}
 
     def forward(self, source_x, source_y, target_x, lambda_, training=True) -> Metrics:
         """VADA's terms, `teacher_kl` (nats) on the target batch, and the teacher's probabilities."""

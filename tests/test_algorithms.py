@@ -1,0 +1,243 @@
+"""Every algorithm of the family: it builds from config, trains, passes the gradient checks, and its planted bugs are caught.
+
+The planted-bug tests run over all algorithms (DomainBed style): each bug is planted the
+same way for every algorithm it applies to, and must be named by `verify_gradients`.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from hydra.errors import ConfigCompositionException
+
+import dann.layers
+import dann.vat
+from dann.algorithms import CDAN, DANN, DIRTT, VADA, SourceOnly
+from dann.algorithms.dann import classification_terms, domain_terms
+from dann.config import CONFIG_DIR, build_algorithm, build_datasets, build_model, check_algorithm, compose_config
+from dann.data import training_batches
+from dann.diagnostics import GradientCoverageError, gradient_flow, verify_gradients
+from dann.layers import MultilinearMap
+from dann.loop import LoopSettings, fit
+from dann.schedules import ConstantLambda
+from dann.train import train
+from tests_support import TINY_OVERRIDES
+
+ALGORITHMS = sorted(path.stem for path in (CONFIG_DIR / "algorithm").glob("*.yaml"))
+ADVERSARIAL = [name for name in ALGORITHMS if name not in ("source_only", "target_only")]
+MOONS = ["+experiment=moons", "data.num_train=64", "data.num_test=64", *TINY_OVERRIDES]
+
+
+def _built(name, *overrides):
+    """The algorithm `name` on tiny moons, its datasets, and one batch pair with a step."""
+    keras.utils.set_random_seed(0)
+    cfg = compose_config([*MOONS, f"algorithm={name}", *overrides])
+    datasets = build_datasets(cfg)
+    algorithm = build_algorithm(cfg, build_model(cfg, datasets))
+    (source_x, source_y), target_x = next(iter(training_batches(algorithm.training_datasets(datasets), 8, seed=0)))
+    return algorithm, datasets, (source_x, source_y, target_x, tf.constant(5, tf.int64))
+
+
+def test_every_algorithm_has_a_config():
+    assert set(ALGORITHMS) == {"dann", "cdan", "cdan_e", "vada", "dirt_t", "source_only", "target_only"}
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_algorithm_trains_and_passes_its_gradient_checks(name, tmp_path):
+    algorithm, _, batch = _built(name)
+    coverage, flow = verify_gradients(algorithm, *batch)
+    assert coverage.ok and flow.ok, (coverage, flow)
+    assert set(flow.norms) == set(algorithm.gradient_paths())
+    results = train(compose_config([*MOONS, f"algorithm={name}", "trainer.plots=false"]), tmp_path)
+    assert 0.0 <= results["target_test_accuracy"] <= 1.0
+    metrics = [line for line in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert metrics and all("NaN" not in line for line in metrics)
+
+
+# Planted bugs.
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_gradients_for_only_some_variables_are_caught_naming_each(name):
+    algorithm, _, batch = _built(name)
+    compute = algorithm.compute_gradients
+
+    def label_classifier_only(*args):
+        metrics, pairs = compute(*args)
+        kept = {id(v) for v in algorithm.model.label_classifier.trainable_variables}
+        return metrics, [(g, v) for g, v in pairs if id(v) in kept]
+
+    algorithm.compute_gradients = label_classifier_only
+    with pytest.raises(GradientCoverageError) as caught:
+        verify_gradients(algorithm, *batch)
+    for network in (algorithm.model.feature_extractor, algorithm.model.domain_classifier):
+        for variable in network.trainable_variables:
+            assert variable.path in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ADVERSARIAL)
+def test_stop_gradient_at_the_reversal_is_caught(name, monkeypatch):
+    algorithm, _, batch = _built(name)
+    monkeypatch.setattr(dann.layers, "reverse_gradient", lambda inputs, lambda_: tf.stop_gradient(inputs))
+    flow = gradient_flow(algorithm, *batch[:3])
+    assert flow.norms["domain_loss"]["feature_extractor"] is None
+    assert flow.norms["domain_loss"]["domain_classifier"] is not None
+    with pytest.raises(GradientCoverageError, match="feature_extractor gets no gradient from the domain_loss"):
+        verify_gradients(algorithm, *batch)
+
+
+@pytest.mark.parametrize("name", ADVERSARIAL)
+def test_unreversed_domain_gradient_is_caught(name, monkeypatch):
+    algorithm, _, batch = _built(name)
+    monkeypatch.setattr(dann.layers, "reverse_gradient", lambda inputs, lambda_: tf.identity(inputs))
+    assert gradient_flow(algorithm, *batch[:3]).reversal_scale == pytest.approx(1.0, rel=1e-4)
+    with pytest.raises(GradientCoverageError, match="reversal is missing or misplaced"):
+        verify_gradients(algorithm, *batch)
+
+
+def _leaky_forward(algorithm, source_x, source_y, target_x, lambda_, training=True):
+    """`SourceOnly.forward` without the `tf.stop_gradient` that keeps the probe off the features: the bug."""
+    num_source = tf.shape(source_x)[0]
+    features = algorithm.features(source_x, target_x, training)
+    class_logits = algorithm.model.label_classifier(features, training=training)
+    domain_logits = algorithm.model.domain_logits(features, None, training=training)
+    return {**classification_terms(class_logits, source_y, num_source), **domain_terms(domain_logits, num_source)}
+
+
+@pytest.mark.parametrize("name", ["source_only", "target_only"])
+def test_a_bound_whose_domain_loss_reaches_the_features_is_caught(name):
+    algorithm, _, batch = _built(name)
+    algorithm.forward = lambda *args, **kwargs: _leaky_forward(algorithm, *args, **kwargs)
+    with pytest.raises(GradientCoverageError, match="feature_extractor gets a gradient from the domain_loss, which must not reach it"):
+        verify_gradients(algorithm, *batch)
+
+
+def _trainable_perturbation(classify, inputs, logits, radius, noise, xi=1e-6):
+    direction = xi * tf.math.l2_normalize(noise.normal(tf.shape(inputs)), axis=-1)
+    with tf.GradientTape() as tape:
+        tape.watch(direction)
+        divergence = dann.losses.kl_divergence(logits, classify(inputs + direction))
+    return radius * tf.math.l2_normalize(tape.gradient(divergence, direction), axis=-1)  # no tf.stop_gradient: the bug
+
+
+def _plant_trainable_constant(algorithm, monkeypatch):
+    """Makes a tensor that the algorithm declares constant depend on the model's variables."""
+    if isinstance(algorithm, DIRTT):  # the teacher shares the student's variables instead of a copy
+        algorithm.teacher = keras.Sequential([algorithm.model.feature_extractor, algorithm.model.label_classifier])
+    elif isinstance(algorithm, VADA):
+        monkeypatch.setattr(dann.vat, "adversarial_perturbation", _trainable_perturbation)
+    elif isinstance(algorithm, CDAN):
+        algorithm.conditioning_probabilities = lambda logits: tf.nn.softmax(logits)
+
+
+@pytest.mark.parametrize("name", [name for name in ALGORITHMS if name in ("cdan", "cdan_e", "vada", "dirt_t")])
+def test_a_constant_that_gradients_pass_through_is_caught(name, monkeypatch):
+    algorithm, _, batch = _built(name)
+    _plant_trainable_constant(algorithm, monkeypatch)
+    with pytest.raises(GradientCoverageError, match="must be a constant, but gradients reach"):
+        verify_gradients(algorithm, *batch)
+
+
+# Configuration.
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("algorithm.vat_radius=-1", "algorithm.vat_radius must be > 0"),
+        ("algorithm.refinement_fraction=1.5", r"algorithm.refinement_fraction must be in \[0, 1\)"),
+        ("algorithm.teacher_update_every=0", "algorithm.teacher_update_every must be an integer >= 1"),
+    ],
+)
+def test_hyperparameter_out_of_range_is_refused_before_any_work(override, message):
+    cfg = compose_config([*MOONS, "algorithm=dirt_t", override])
+    with pytest.raises(ValueError, match=message):
+        check_algorithm(cfg)
+
+
+def test_unknown_algorithm_and_unknown_hyperparameter_are_refused_at_composition():
+    with pytest.raises(ConfigCompositionException) as caught:
+        compose_config([*MOONS, "algorithm=dan"])
+    assert "algorithm/dan" in str(caught.value) and all(name in str(caught.value) for name in ALGORITHMS)
+    with pytest.raises(ConfigCompositionException) as caught:
+        compose_config([*MOONS, "algorithm=cdan", "algorithm.vat_radius=1"])
+    assert "vat_radius" in str(caught.value) + str(caught.value.__cause__)
+
+
+# Algorithm-specific behaviour.
+
+
+def test_source_only_trains_exactly_as_dann_with_lambda_zero():
+    weights = []
+    for algorithm_class, schedule in ((SourceOnly, None), (DANN, ConstantLambda(0.0))):
+        keras.utils.set_random_seed(0)
+        cfg = compose_config(MOONS)
+        datasets = build_datasets(cfg)
+        reference = build_algorithm(cfg, build_model(cfg, datasets))
+        algorithm = algorithm_class(reference.model, reference.optimizer, schedule, total_steps=20)
+        fit(algorithm, datasets, LoopSettings(steps=20, batch_size=16, log_every=10, eval_every=20, progress=False))
+        weights.append([v.numpy() for v in algorithm.model.trainable_variables])
+    for source_only, dann_zero in zip(*weights):
+        np.testing.assert_array_equal(source_only, dann_zero)
+
+
+def test_target_only_trains_on_the_target_labels():
+    algorithm, datasets, _ = _built("target_only")
+    swapped = algorithm.training_datasets(datasets)
+    assert swapped.source_train is datasets.target_train and swapped.source_test is datasets.target_test
+    assert swapped.augment_source is None
+
+
+def test_dirt_t_refines_with_a_teacher_snapshot_on_schedule():
+    algorithm, _, (source_x, source_y, target_x, _) = _built(
+        "dirt_t", "algorithm.refinement_fraction=0.5", "algorithm.teacher_update_every=3", "trainer.steps=10"
+    )
+    assert algorithm.refinement_start == 5
+    student = lambda: [w.numpy().copy() for w in algorithm.model.feature_extractor.weights + algorithm.model.label_classifier.weights]
+    teacher = lambda: [w.numpy().copy() for w in algorithm.teacher.weights]
+    snapshots = {}
+    for step in range(10):
+        before = student()
+        algorithm.update(source_x, source_y, target_x, tf.constant(step, tf.int64))
+        assert float(algorithm.refining.numpy()) == float(step >= 5)
+        snapshots[step] = all(np.array_equal(t, s) for t, s in zip(teacher(), before))
+    assert [step for step, taken in snapshots.items() if taken] == [5, 8]
+
+
+def test_cdan_model_carries_the_multilinear_map_and_reloads(tmp_path):
+    algorithm, _, (source_x, _, target_x, _) = _built("cdan")
+    model = algorithm.model
+    assert isinstance(model.domain_conditioning, MultilinearMap)
+    features = model.feature_extractor(source_x)
+    assert model.domain_input(features).shape == (8, features.shape[1] * 2)  # 15 features x 2 classes, exact map
+    model.save(tmp_path / "model.keras")
+    restored = keras.saving.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(restored.domain_logits(features, None).numpy(), model.domain_logits(features, None).numpy(), rtol=1e-5)
+
+
+def test_cdan_needs_a_model_with_the_map():
+    algorithm, _, _ = _built("dann")
+    with pytest.raises(ValueError, match=r"domain_conditioning=CDAN.domain_conditioning\(\)"):
+        CDAN(algorithm.model, algorithm.optimizer, ConstantLambda(1.0), total_steps=10)
+
+
+def test_multilinear_map_is_the_outer_product_or_its_randomised_approximation():
+    features, probabilities = tf.random.normal((4, 6)), tf.nn.softmax(tf.random.normal((4, 3)))
+    exact = MultilinearMap(max_full_dim=100)([features, probabilities])
+    np.testing.assert_allclose(exact.numpy().reshape(4, 6, 3), np.einsum("nf,nc->nfc", features.numpy(), probabilities.numpy()), rtol=1e-6)
+    randomized = MultilinearMap(max_full_dim=10, randomized_dim=4096, seed=1)([features, probabilities])
+    assert randomized.shape == (4, 4096)
+    # Inner products of the randomised map approximate those of the exact map (Long et al., theorem 1).
+    np.testing.assert_allclose((randomized @ tf.transpose(randomized)).numpy(), (exact @ tf.transpose(exact)).numpy(), atol=0.35, rtol=0.2)
+
+
+def test_vat_perturbation_has_the_radius_and_is_a_constant():
+    model = keras.Sequential([keras.layers.Dense(3)])
+    inputs = tf.random.normal((5, 4))
+    model.build(inputs.shape)
+    with tf.GradientTape(persistent=True) as tape:
+        loss, perturbation = dann.vat.virtual_adversarial_loss(model, inputs, model(inputs), 0.5, tf.random.Generator.from_seed(0))
+    np.testing.assert_allclose(tf.norm(perturbation, axis=1).numpy(), 0.5, rtol=1e-4)
+    assert all(g is None for g in tape.gradient(perturbation, model.trainable_variables))
+    assert all(g is not None for g in tape.gradient(loss, model.trainable_variables))
+    assert float(loss) > 0.0
