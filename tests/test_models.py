@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dann.models import DANNModel, build_dann_model, classifier_head, conv_stack, dense_stack
+from dann.models import DANNModel, build_dann_model, classifier_head, conv_stack, dense_stack, small_vada_cnn
 
 
 def _paper_mnist_model():
@@ -63,3 +63,19 @@ def test_save_and_load_round_trip(tmp_path):
 def test_bad_widths_are_refused(build):
     with pytest.raises(ValueError, match="Received"):
         build()
+
+
+def test_small_vada_cnn_pools_to_its_channels_and_trains_with_noise_only_in_training():
+    network = small_vada_cnn(filters=4, name="feature_extractor")
+    model = build_dann_model(
+        network,
+        classifier_head([], num_outputs=10, name="label_classifier"),
+        classifier_head([8], num_outputs=1, name="domain_classifier"),
+        input_shape=(28, 28, 3),
+    )
+    x = tf.random.normal((2, 28, 28, 3))
+    assert model.feature_extractor(x).shape == (2, 4)
+    np.testing.assert_allclose(model(x, training=False).numpy(), model(x, training=False).numpy())
+    assert not np.allclose(model(x, training=True).numpy(), model(x, training=True).numpy())  # dropout and noise
+    conv_layers = [layer for layer in network.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert len(conv_layers) == 9 and all(layer.kernel_size == (3, 3) for layer in conv_layers)

@@ -143,6 +143,7 @@ class Algorithm:
 
     def before_update(self, step: tf.Tensor) -> None:
         """Runs in the compiled update before the gradients, in cross-replica context (DIRT-T's teacher)."""
+        del step  # nothing to do by default (a docstring alone is a body AutoGraph cannot convert)
 
     def training_datasets(self, datasets: DomainDatasets) -> DomainDatasets:
         """The datasets the algorithm trains on (train-on-target swaps the domains' roles)."""
@@ -166,6 +167,11 @@ class Algorithm:
         if self.feature_pass == "joint":
             return self.model.feature_extractor(tf.concat([source_x, target_x], axis=0), training=training)
         return tf.concat([self.model.feature_extractor(x, training=training) for x in (source_x, target_x)], axis=0)
+
+    def classify(self, source_x: tf.Tensor, target_x: tf.Tensor, training: bool) -> tuple[tf.Tensor, tf.Tensor]:
+        """Features `(N_s + N_t, F)` and class logits `(N_s + N_t, C)` of both batches, source first."""
+        features = self.features(source_x, target_x, training)
+        return features, self.model.label_classifier(features, training=training)
 
     def compute_gradients(
         self, source_x: tf.Tensor, source_y: tf.Tensor, target_x: tf.Tensor, step: tf.Tensor

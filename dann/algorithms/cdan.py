@@ -75,8 +75,7 @@ class CDAN(DANN):
     def forward(self, source_x, source_y, target_x, lambda_, training=True) -> Metrics:
         """DANN's terms, the domain loss on the map; and the (constant) class probabilities the map used."""
         num_source = tf.shape(source_x)[0]
-        features = self.features(source_x, target_x, training)
-        class_logits = self.model.label_classifier(features, training=training)
+        features, class_logits = self.classify(source_x, target_x, training)
         probabilities = self.conditioning_probabilities(class_logits)
         domain_logits = self.model.domain_logits(features, lambda_, probabilities, training=training)
         weights = 1.0 + tf.exp(-losses.example_entropy(tf.stop_gradient(class_logits))) if self.entropy_conditioning else None

@@ -46,8 +46,7 @@ class DANN(Algorithm):
     def forward(self, source_x, source_y, target_x, lambda_, training=True) -> Metrics:
         """`label_loss`, `domain_loss`, `target_entropy` (nats), `label_accuracy` (source batch), `domain_accuracy`."""
         num_source = tf.shape(source_x)[0]
-        features = self.features(source_x, target_x, training)
-        class_logits = self.model.label_classifier(features, training=training)
+        features, class_logits = self.classify(source_x, target_x, training)
         domain_logits = self.model.domain_logits(features, lambda_, training=training)
         return {**classification_terms(class_logits, source_y, num_source), **domain_terms(domain_logits, num_source)}
 

@@ -70,18 +70,17 @@ class VADA(DANN):
 
     def _terms_and_target_logits(self, source_x, source_y, target_x, lambda_, training) -> tuple[Metrics, tf.Tensor]:
         num_source = tf.shape(source_x)[0]
-        features = self.features(source_x, target_x, training)
-        class_logits = self.model.label_classifier(features, training=training)
+        features, class_logits = self.classify(source_x, target_x, training)
         domain_logits = self.model.domain_logits(features, lambda_, training=training)
         terms = {**classification_terms(class_logits, source_y, num_source), **domain_terms(domain_logits, num_source)}
 
-        def classify(inputs):
+        def predict_logits(inputs):
             return self.model(inputs, training=training)
 
         radius = self.vat_radius * float(source_x.shape[1:].num_elements()) ** 0.5
-        terms["target_vat"], terms["target_perturbation"] = virtual_adversarial_loss(classify, target_x, class_logits[num_source:], radius, self.vat_noise)
+        terms["target_vat"], terms["target_perturbation"] = virtual_adversarial_loss(predict_logits, target_x, class_logits[num_source:], radius, self.vat_noise)
         if self.source_vat_weight:
-            terms["source_vat"], terms["source_perturbation"] = virtual_adversarial_loss(classify, source_x, class_logits[:num_source], radius, self.vat_noise)
+            terms["source_vat"], terms["source_perturbation"] = virtual_adversarial_loss(predict_logits, source_x, class_logits[:num_source], radius, self.vat_noise)
         return terms, class_logits[num_source:]
 
     def total_loss(self, terms: Metrics) -> tf.Tensor:
