@@ -2,10 +2,11 @@
 
 from dann import data, schedules
 from dann.algorithms import CDAN, DANN, DIRTT, VADA, Algorithm, SourceOnly, TargetOnly
-from dann.diagnostics import GradientCoverageError, gradient_coverage, gradient_flow, verify_gradients
+from dann.gradient_checks import GradientCoverageError, gradient_coverage, gradient_flow, verify_gradients
 from dann.layers import GradientReversal, reverse_gradient
-from dann.loop import LoopSettings, fit
+from dann.loop import LoopSettings, NonFiniteLossError, fit
 from dann.models import DANNModel, build_dann_model, classifier_head, conv_stack, dense_stack
+from dann.runs import RunDirectoryError, load_model
 
 __all__ = [
     "CDAN",
@@ -19,6 +20,8 @@ __all__ = [
     "GradientCoverageError",
     "GradientReversal",
     "LoopSettings",
+    "NonFiniteLossError",
+    "RunDirectoryError",
     "build_dann_model",
     "classifier_head",
     "conv_stack",
@@ -32,10 +35,3 @@ __all__ = [
     "schedules",
     "verify_gradients",
 ]
-
-
-def load_model(run_dir):
-    """The trained `DANNModel` of a finished run directory (see `dann.train`)."""
-    from dann.train import load_model as _load  # Hydra is imported only when needed
-
-    return _load(run_dir)

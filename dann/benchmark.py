@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -29,9 +30,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dann.config import build_algorithm, build_datasets, build_model, compose_config, loop_settings
+from dann.config import USER_ERRORS, build_algorithm, build_datasets, build_model, compose_config, loop_settings
 from dann.data import training_batches
 from dann.models import DANNModel
+
+DEFAULT_EXPERIMENT = "+experiment=mnist_m_paper"
 
 
 def layer_flops(network: keras.Sequential, input_shape: tuple[int, ...]) -> int:
@@ -162,6 +165,13 @@ def benchmark(overrides: list[str], steps: int = 100, repeats: int = 5) -> dict:
     }
 
 
+def with_default_experiment(overrides: list[str]) -> list[str]:
+    """`overrides` applied to `DEFAULT_EXPERIMENT`, unless they choose an experiment themselves."""
+    if any(override.startswith("+experiment=") for override in overrides):
+        return overrides
+    return [DEFAULT_EXPERIMENT, *overrides]
+
+
 def _repeat(run: Callable[[], object], repeats: int) -> list[float]:
     seconds = []
     for _ in range(repeats):
@@ -178,7 +188,7 @@ def _spread(values: list[float]) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides; default: +experiment=mnist_m_paper")
+    parser.add_argument("overrides", nargs="*", help=f"Hydra overrides, applied to {DEFAULT_EXPERIMENT} unless they name an experiment")
     parser.add_argument("--steps", type=int, default=100, help="training steps per repeat")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
@@ -187,13 +197,18 @@ def main() -> None:
     args = parser.parse_intermixed_args()  # overrides may come before or after the options
     tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
-    overrides = args.overrides or ["+experiment=mnist_m_paper"]
-    figures = benchmark(overrides, args.steps, args.repeats)
+    overrides = with_default_experiment(args.overrides)
+    try:
+        figures = benchmark(overrides, args.steps, args.repeats)
+    except USER_ERRORS as error:
+        sys.exit(f"{type(error).__name__}: {error}")
     print(f"device: {figures['device']}, TensorFlow {figures['tensorflow']}")
-    print(f"config: {' '.join(overrides)}; batch {figures['batch_size']} + {figures['batch_size']}, "
-          f"{figures['steps_per_call']} step(s) per call, jit_compile={figures['jit_compile']}; threads intra "
-          f"{figures['intra_op_threads']} inter {figures['inter_op_threads']} (0: default), "
-          f"TF_ENABLE_ONEDNN_OPTS={figures['onednn']}")
+    print(
+        f"config: {' '.join(overrides)}; batch {figures['batch_size']} + {figures['batch_size']}, "
+        f"{figures['steps_per_call']} step(s) per call, jit_compile={figures['jit_compile']}; threads intra "
+        f"{figures['intra_op_threads']} inter {figures['inter_op_threads']} (0: default), "
+        f"TF_ENABLE_ONEDNN_OPTS={figures['onednn']}"
+    )
     for key in ("compiled_images_per_s", "pipeline_images_per_s", "eager_images_per_s"):
         low, high = figures[f"{key}_spread"]
         print(f"{key:<28} {figures[key]:>12,.0f}   (min {low:,.0f}, max {high:,.0f}, {args.repeats} repeats)")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import inspect
 import typing
-from dataclasses import dataclass, field, make_dataclass
+from dataclasses import dataclass, field, fields, make_dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -22,11 +23,18 @@ from hydra.utils import get_class, instantiate
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from dann.algorithms import CDAN, DANN, DIRTT, VADA, Algorithm, SourceOnly, TargetOnly
+from dann.algorithms.base import FEATURE_PASSES
 from dann.data import DomainDatasets
-from dann.loop import LoopSettings
+from dann.devices import STRATEGIES
+from dann.gradient_checks import GradientCoverageError
+from dann.loop import LoopSettings, NonFiniteLossError
 from dann.models import DANNModel, build_dann_model
+from dann.selection import SELECT_OPTIONS
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# Errors whose message says what to fix: commands show them in one line, without a traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, InstantiationException, NonFiniteLossError, GradientCoverageError)
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 @dataclass
@@ -46,29 +54,40 @@ class ScheduleConfig:
     learning_rate: Any = MISSING
 
 
+def closed_set(name: str, values: Sequence[str]) -> type[Enum]:
+    """An enum whose members are `values`: a schema field of this type refuses any other value at composition."""
+    return Enum(name, {value: value for value in values})
+
+
+Precision = closed_set("Precision", PRECISIONS)
+FeaturePass = closed_set("FeaturePass", FEATURE_PASSES)
+Select = closed_set("Select", SELECT_OPTIONS)
+Strategy = closed_set("Strategy", STRATEGIES)
+
+
 @dataclass
 class TrainerConfig:
-    """Loop settings: see `dann.loop.LoopSettings`; the update's machinery as in `dann.algorithms.Algorithm`;
-    devices as in `dann.devices`; run-directory handling as in `dann.train`."""
+    """Types of the trainer settings; their defaults are in `configs/trainer/default.yaml`, their
+    meaning in `dann.loop.LoopSettings`, `dann.algorithms.Algorithm`, `dann.devices` and `dann.train`."""
 
-    steps: int = 1000
-    batch_size: int = 64
-    log_every: int = 100
-    eval_every: int = 500
-    eval_batch_size: int = 1000
-    steps_per_call: int = 1
-    jit_compile: bool = False
-    precision: str = "float32"
-    feature_pass: str = "joint"
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
-    progress: bool = True
-    select: str = "last"
-    strategy: str = "default"
-    cpu_devices: int = 1
-    deterministic: bool = False
-    overwrite: bool = False
-    plots: bool = True
+    steps: int = MISSING
+    batch_size: int = MISSING
+    log_every: int = MISSING
+    eval_every: int = MISSING
+    eval_batch_size: int = MISSING
+    steps_per_call: int = MISSING
+    jit_compile: bool = MISSING
+    precision: Precision = MISSING
+    feature_pass: FeaturePass = MISSING
+    checkpoint_every: int = MISSING
+    keep_checkpoints: int = MISSING
+    progress: bool = MISSING
+    select: Select = MISSING
+    strategy: Strategy = MISSING
+    cpu_devices: int = MISSING
+    deterministic: bool = MISSING
+    overwrite: bool = MISSING
+    plots: bool = MISSING
 
 
 @dataclass
@@ -132,7 +151,14 @@ def compose_config(overrides: Sequence[str] = (), config_name: str = "train") ->
     """
     register_configs()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name=config_name, overrides=list(overrides))
+        return with_plain_choices(compose(config_name=config_name, overrides=list(overrides)))
+
+
+def with_plain_choices(cfg: DictConfig) -> DictConfig:
+    """`cfg` with the closed-set choices, enums in the schema, as their plain string values (and still closed to new keys)."""
+    plain = OmegaConf.create(OmegaConf.to_container(cfg, enum_to_str=True))
+    OmegaConf.set_struct(plain, True)
+    return plain
 
 
 def build_datasets(cfg: DictConfig) -> DomainDatasets:
@@ -140,13 +166,8 @@ def build_datasets(cfg: DictConfig) -> DomainDatasets:
     return _instantiate(cfg.data)
 
 
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-
-
 def build_model(cfg: DictConfig, datasets: DomainDatasets) -> DANNModel:
     """The three networks of `cfg.model`, sized for `datasets`, composed, in `cfg.trainer.precision`."""
-    if cfg.trainer.precision not in PRECISIONS:
-        raise ValueError(f"trainer.precision must be one of {PRECISIONS}. Received: {cfg.trainer.precision!r}")
     # Keras reads the policy when layers are created; it stays set for the process.
     keras.config.set_dtype_policy(cfg.trainer.precision)
     return build_dann_model(
@@ -198,17 +219,5 @@ def _instantiate(node: Any, **kwargs) -> Any:
 
 def loop_settings(cfg: DictConfig) -> LoopSettings:
     """The loop settings of `cfg.trainer`, seeded by `cfg.seed`."""
-    trainer = cfg.trainer
-    return LoopSettings(
-        steps=trainer.steps,
-        batch_size=trainer.batch_size,
-        log_every=trainer.log_every,
-        eval_every=trainer.eval_every,
-        eval_batch_size=trainer.eval_batch_size,
-        seed=cfg.seed,
-        steps_per_call=trainer.steps_per_call,
-        checkpoint_every=trainer.checkpoint_every,
-        keep_checkpoints=trainer.keep_checkpoints,
-        progress=trainer.progress,
-        select=trainer.select,
-    )
+    names = [setting.name for setting in fields(LoopSettings) if setting.name != "seed"]
+    return LoopSettings(seed=cfg.seed, **{name: cfg.trainer[name] for name in names})

@@ -15,15 +15,16 @@ import keras
 import tensorflow as tf
 from omegaconf import DictConfig
 
-from dann.config import build_algorithm, build_datasets, build_model, check_algorithm, register_configs
+from dann.config import build_algorithm, build_datasets, build_model, check_algorithm, register_configs, with_plain_choices
 from dann.data import training_batches
-from dann.diagnostics import coverage_of_update, gradient_flow
+from dann.gradient_checks import coverage_of_update, gradient_flow
 
 register_configs()
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="diagnose")
 def main(cfg: DictConfig) -> None:
+    cfg = with_plain_choices(cfg)
     keras.utils.set_random_seed(cfg.seed)
     check_algorithm(cfg)
     datasets = build_datasets(cfg)

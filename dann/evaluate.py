@@ -9,31 +9,24 @@ prints overall and per-class accuracy, and writes them to
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import hydra
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from dann.algorithms import predicted_classes
 from dann.data import evaluation_batches, load_split
-from dann.evaluation import evaluate_classifier
-from dann.train import load_model
+from dann.metrics import evaluate_classifier
+from dann.runs import evaluation_file, load_config, load_model, load_preprocessing
 
 
 def evaluate_run(run_dir: str | Path, dataset: str, split: str = "test", data_dir: str | None = None, batch_size: int = 1000) -> dict:
     """Evaluates the model of `run_dir` on `dataset`/`split`; writes and returns the figures."""
-    run_dir = Path(run_dir)
-    config_path = run_dir / "config.yaml"
-    if not config_path.exists():
-        raise FileNotFoundError(f"{config_path} does not exist: is {run_dir} a `python -m dann.train` run directory?")
-    data_cfg = OmegaConf.load(config_path).data
-    if "preprocessing" not in data_cfg:
-        raise ValueError(f"{run_dir} was trained on {data_cfg._target_}, not on TFDS images: there is no dataset to pick.")
-    preprocessing = instantiate(data_cfg.preprocessing)
+    preprocessing = load_preprocessing(run_dir)
+    if preprocessing is None:
+        raise ValueError(f"{run_dir} was trained on {load_config(run_dir).data._target_}, not on TFDS images: there is no dataset to pick.")
     model = load_model(run_dir)
-    examples = load_split(dataset, split, data_dir if data_dir is not None else data_cfg.data_dir)
+    examples = load_split(dataset, split, data_dir if data_dir is not None else load_config(run_dir).data.data_dir)
     examples = examples.map(lambda x, y: (preprocessing.prepare(x), y))
     num_classes = model.label_classifier.output_shape[-1]
     figures = evaluate_classifier(
@@ -43,12 +36,8 @@ def evaluate_run(run_dir: str | Path, dataset: str, split: str = "test", data_di
         progress=True,
     )
     figures = {"dataset": dataset, "split": split, **figures}
-    (run_dir / f"eval_{_file_part(dataset)}_{_file_part(split)}.json").write_text(json.dumps(figures, indent=2) + "\n")
+    evaluation_file(run_dir, dataset, split).write_text(json.dumps(figures, indent=2) + "\n")
     return figures
-
-
-def _file_part(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")

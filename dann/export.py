@@ -18,21 +18,17 @@ from pathlib import Path
 import hydra
 import keras
 import tensorflow as tf
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from dann.train import CONFIG_FILE, load_model
-
-EXPORT_DIR = "export"
+from dann.runs import EXPORT_DIR, load_model, load_preprocessing
 
 
 def export_run(run_dir: str | Path) -> Path:
     """Writes the SavedModel and `.keras` file of the finished run `run_dir`; returns the SavedModel's path."""
     run_dir = Path(run_dir)
     model = load_model(run_dir)
-    data_cfg = OmegaConf.load(run_dir / CONFIG_FILE).data
-    if "preprocessing" in data_cfg:
-        preprocessing = instantiate(data_cfg.preprocessing)
+    preprocessing = load_preprocessing(run_dir)
+    if preprocessing is not None:
         spec, normalize = tf.TensorSpec((None, *preprocessing.input_shape), tf.uint8), preprocessing.normalize
     else:  # vectors, already float32: the model's own input shape
         spec, normalize = tf.TensorSpec(model.feature_extractor.inputs[0].shape, tf.float32), tf.identity

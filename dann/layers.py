@@ -116,10 +116,16 @@ class MultilinearMap(keras.layers.Layer):
         if self.randomized:
             # Two seeds: one seed would draw the same stream for both, correlating them and biasing the map.
             self.feature_projection = self.add_weight(
-                (num_features, self.randomized_dim), keras.initializers.RandomNormal(stddev=1.0, seed=self.seed), trainable=False, name="feature_projection"
+                (num_features, self.randomized_dim),
+                keras.initializers.RandomNormal(stddev=1.0, seed=self.seed),
+                trainable=False,
+                name="feature_projection",
             )
             self.class_projection = self.add_weight(
-                (num_classes, self.randomized_dim), keras.initializers.RandomNormal(stddev=1.0, seed=self.seed + 1), trainable=False, name="class_projection"
+                (num_classes, self.randomized_dim),
+                keras.initializers.RandomNormal(stddev=1.0, seed=self.seed + 1),
+                trainable=False,
+                name="class_projection",
             )
 
     def call(self, inputs):

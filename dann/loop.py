@@ -28,16 +28,12 @@ import tensorflow as tf
 
 from dann.algorithms import Algorithm
 from dann.data import DomainDatasets, evaluation_batches, training_batches
-from dann.diagnostics import verify_gradients
-from dann.evaluation import evaluate_classifier
+from dann.gradient_checks import verify_gradients
+from dann.metrics import evaluate_classifier
+from dann.runs import CHECKPOINT_DIR, METRICS_FILE, SELECTED_WEIGHTS_FILE, TENSORBOARD_DIR, write_atomically
 from dann.selection import SELECT_OPTIONS, dev_risk, improves
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_DIR = "checkpoints"
-METRICS_FILE = "metrics.jsonl"
-TENSORBOARD_DIR = "tensorboard"
-SELECTED_WEIGHTS_FILE = "selected.weights.h5"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -70,14 +66,23 @@ class LoopSettings:
     eval_every: int
     eval_batch_size: int = 1000
     seed: int = 0
-    steps_per_call: int = 1
+    steps_per_call: int = 10
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     progress: bool = True
     select: str = "last"
 
     def __post_init__(self):
-        names = ("steps", "batch_size", "log_every", "eval_every", "eval_batch_size", "steps_per_call", "checkpoint_every", "keep_checkpoints")
+        names = (
+            "steps",
+            "batch_size",
+            "log_every",
+            "eval_every",
+            "eval_batch_size",
+            "steps_per_call",
+            "checkpoint_every",
+            "keep_checkpoints",
+        )
         for name in names:
             value = getattr(self, name)
             if value < 1:
@@ -93,7 +98,7 @@ class LoopSettings:
                 )
 
 
-def fit(algorithm: Algorithm, datasets: DomainDatasets, settings: LoopSettings, run_dir: Path | None = None) -> dict:
+def fit(algorithm: Algorithm, datasets: DomainDatasets, settings: LoopSettings, run_dir: str | Path | None = None) -> dict:
     """Trains `algorithm` on `datasets` and returns the final metrics.
 
     Before the first update, `verify_gradients` checks that every trainable variable
@@ -114,6 +119,7 @@ def fit(algorithm: Algorithm, datasets: DomainDatasets, settings: LoopSettings, 
         `input_wait_fraction`: the share of training time (evaluation excluded) spent
         waiting for the next batch, i.e. how far the input pipeline falls behind the step.
     """
+    run_dir = None if run_dir is None else Path(run_dir)
     datasets = algorithm.training_datasets(datasets)
     replicas = algorithm.strategy.num_replicas_in_sync
     if settings.batch_size % replicas:
@@ -139,30 +145,33 @@ def fit(algorithm: Algorithm, datasets: DomainDatasets, settings: LoopSettings, 
             step_tensor = tf.constant(first_step, tf.int64)
             if first_step == 0:
                 verify_gradients(algorithm, source_x[0], source_y[0], target_x[0], step_tensor)
-            window.append(algorithm.update_steps(source_x, source_y, target_x, step_tensor))
+            metrics = algorithm.update_steps(source_x, source_y, target_x, step_tensor)
+            window.append(metrics)
             done = first_step + settings.steps_per_call
             progress.update(done)
-            if done % settings.log_every == 0 or done == settings.steps:
+            if is_due(done, settings.log_every, settings.steps):
                 record = _mean(window)
                 window.clear()
                 _check_finite(record, done, run.latest_step())
                 run.write(done, record)
                 progress.update(done, [(key, record[key]) for key in ("loss", "label_loss", "domain_loss")])
                 log.info("step %d/%d  %s", done, settings.steps, _format(record))
-            if done % settings.eval_every == 0 or done == settings.steps:
+            if is_due(done, settings.eval_every, settings.steps):
                 before_evaluation = time.perf_counter()
                 accuracies = _evaluate(algorithm, datasets, settings)
                 run.consider(done, accuracies)
                 evaluating += time.perf_counter() - before_evaluation
                 run.write(done, accuracies)
                 log.info("step %d/%d  %s", done, settings.steps, _format(accuracies))
-            if done % settings.checkpoint_every == 0 or done == settings.steps:
-                _check_finite({key: float(value) for key, value in window[-1].items()} if window else {}, done, run.latest_step())
+            if is_due(done, settings.checkpoint_every, settings.steps):
+                _check_finite({key: float(value) for key, value in metrics.items()}, done, run.latest_step())  # never save a diverged model
                 run.save(done)
             if interrupt.requested:
                 if run.latest_step() != done:
                     run.save(done)
-                log.warning("interrupted at step %d%s", done, "" if run_dir is None else f": checkpoint saved in {run_dir}; run again to resume")
+                log.warning(
+                    "interrupted at step %d%s", done, "" if run_dir is None else f": checkpoint saved in {run_dir}; run again to resume"
+                )
                 raise KeyboardInterrupt
     train_seconds = time.perf_counter() - start
     if settings.select != "last":
@@ -177,6 +186,11 @@ def fit(algorithm: Algorithm, datasets: DomainDatasets, settings: LoopSettings, 
         "train_seconds": train_seconds,
         "input_wait_fraction": waiting / max(train_seconds - evaluating, 1e-9),
     }
+
+
+def is_due(done: int, every: int, steps: int) -> bool:
+    """Whether something done every `every` steps (and at the end) is due after `done` of `steps` steps."""
+    return done % every == 0 or done == steps
 
 
 def _evaluate(algorithm: Algorithm, datasets: DomainDatasets, settings: LoopSettings) -> dict[str, float]:
@@ -207,8 +221,12 @@ class _RunState:
             return
         algorithm_state = algorithm.checkpoint_state()
         checkpoint = tf.train.Checkpoint(
-            model=algorithm.model, optimizer=algorithm.optimizer, step=self.step, data=calls,
-            best_value=self.best_value, best_step=self.best_step,
+            model=algorithm.model,
+            optimizer=algorithm.optimizer,
+            step=self.step,
+            data=calls,
+            best_value=self.best_value,
+            best_step=self.best_step,
             **({"algorithm": tf.train.Checkpoint(**algorithm_state)} if algorithm_state else {}),
         )
         self.manager = tf.train.CheckpointManager(checkpoint, run_dir / CHECKPOINT_DIR, max_to_keep=settings.keep_checkpoints)
@@ -320,10 +338,3 @@ def _check_finite(record: dict[str, float], step: int, last_checkpoint: int | No
 
 def _format(record: dict[str, float]) -> str:
     return "  ".join(f"{key}={value:.4g}" for key, value in record.items())
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Writes `text` to `path` through a temporary file, so a crash leaves the old file or the new one, never half."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)

@@ -10,9 +10,7 @@ TARGET_DOMAIN = 1.0
 
 def label_loss(labels: tf.Tensor, class_logits: tf.Tensor) -> tf.Tensor:
     """Mean cross-entropy of integer labels `(N,)` under class logits `(N, C)`, in nats."""
-    per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=tf.cast(labels, tf.int32), logits=tf.cast(class_logits, tf.float32)
-    )
+    per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32), logits=tf.cast(class_logits, tf.float32))
     return tf.reduce_mean(per_example)
 
 

@@ -1,120 +1,15 @@
 """`python -m dann.plot run_dir=PATH [before=RUN_DIR] [max_examples=500]`: a run's figures, as PNG files.
 
-Writes into the run directory:
-  learning_curves.png  label and domain loss, and source and target test accuracy, over steps
-  embedding.png        t-SNE of source and target test features, before and after adaptation,
-                       coloured by domain and marked by class (Ganin et al., 2016, figure 5);
-                       "before" is the network at initialisation (same seed), or the model of
-                       the run given as `before` (e.g. a source-only run)
-
+Writes `learning_curves.png` and `embedding.png` into the run directory (see `dann.figures`).
 Needs the `plot` extra: `pip install 'dann[plot]'` (matplotlib, scikit-learn).
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import hydra
-import keras
-import matplotlib
+from omegaconf import DictConfig
 
-matplotlib.use("Agg")  # files only: no display needed
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
-from sklearn.manifold import TSNE  # noqa: E402
-
-from dann.config import build_datasets, build_model  # noqa: E402
-from dann.data import DomainDatasets  # noqa: E402
-from dann.data.domains import test_samples  # noqa: E402
-from dann.models import DANNModel  # noqa: E402
-
-LEARNING_CURVES_FILE = "learning_curves.png"
-EMBEDDING_FILE = "embedding.png"
-DOMAIN_COLOURS = {"source": "tab:blue", "target": "tab:red"}
-CURVE_LABELS = {
-    "label_loss": "label loss (source batches)",
-    "domain_loss": "domain loss (both batches)",
-    "label_accuracy": "source batch accuracy",
-    "source_test_accuracy": "source test accuracy",
-    "target_test_accuracy": "target test accuracy",
-}
-
-
-def plot_run(run_dir: str | Path, before: str | Path | None = None, max_examples: int = 500, datasets: DomainDatasets | None = None) -> list[Path]:
-    """Writes the learning curves and the embedding of the finished run `run_dir`; returns their paths.
-
-    Args:
-        run_dir: a finished `python -m dann.train` run directory.
-        before: a run directory whose model is "before adaptation"; default: the
-            network at initialisation.
-        max_examples: test examples per domain in the embedding.
-        datasets: the run's datasets, if already loaded (else built from its config).
-    """
-    from dann.train import CONFIG_FILE, load_model  # dann.train imports this module lazily
-
-    run_dir = Path(run_dir)
-    cfg = OmegaConf.load(run_dir / CONFIG_FILE)
-    if datasets is None:
-        datasets = build_datasets(cfg)
-    if before is None:
-        keras.utils.set_random_seed(cfg.seed)  # as `dann.train` did before building the model
-        before_model, before_title = build_model(cfg, datasets), "before adaptation (initial network)"
-    else:
-        before_model, before_title = load_model(before), f"before adaptation ({Path(before).name})"
-    paths = [plot_learning_curves(run_dir), run_dir / EMBEDDING_FILE]
-    plot_embeddings(
-        {before_title: before_model, "after adaptation": load_model(run_dir)}, datasets, paths[1], max_examples, cfg.seed
-    )
-    return paths
-
-
-def plot_learning_curves(run_dir: Path) -> Path:
-    """`learning_curves.png` from the run's `metrics.jsonl`: losses (left) and test accuracies (right) over steps."""
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    figure, (losses, accuracies) = plt.subplots(1, 2, figsize=(11, 4))
-    for axes, keys in ((losses, list(CURVE_LABELS)[:2]), (accuracies, list(CURVE_LABELS)[2:])):
-        for key in keys:
-            points = [(record["step"], record[key]) for record in records if key in record]
-            if points:
-                axes.plot(*zip(*points), marker="." if len(points) < 30 else None, label=CURVE_LABELS[key])
-        axes.set_xlabel("step")
-        axes.legend()
-        axes.grid(alpha=0.3)
-    losses.set_ylabel("loss (nats)")
-    accuracies.set_ylabel("accuracy")
-    figure.suptitle(run_dir.name)
-    figure.tight_layout()
-    path = run_dir / LEARNING_CURVES_FILE
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
-
-
-def plot_embeddings(models: dict[str, DANNModel], datasets: DomainDatasets, path: Path, max_examples: int, seed: int = 0) -> None:
-    """One t-SNE panel per model of its source and target test features."""
-    samples = test_samples(datasets, max_examples)
-    figure, panels = plt.subplots(1, len(models), figsize=(6 * len(models), 6), squeeze=False)
-    for axes, (title, model) in zip(panels[0], models.items()):
-        features = np.concatenate([model.feature_extractor(samples[d][0], training=False).numpy() for d in DOMAIN_COLOURS])
-        points = TSNE(perplexity=min(30.0, (len(features) - 1) / 3), init="pca", random_state=seed).fit_transform(features)
-        start = 0
-        for domain, colour in DOMAIN_COLOURS.items():
-            labels = samples[domain][1].numpy()
-            domain_points, start = points[start : start + len(labels)], start + len(labels)
-            for label in np.unique(labels):
-                marker = f"${label}$" if datasets.num_classes <= 10 else "o"
-                axes.scatter(*domain_points[labels == label].T, c=colour, marker=marker, s=30, alpha=0.6, linewidths=0)
-            axes.scatter([], [], c=colour, label=domain)
-        axes.set_title(title)
-        axes.set_xticks([])
-        axes.set_yticks([])
-        axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+from dann.figures import plot_run
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="plot")

@@ -27,31 +27,29 @@ import hydra
 import keras
 import tensorflow as tf
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
-from dann.config import build_algorithm, build_datasets, build_model, check_algorithm, loop_settings, register_configs
+from dann.config import (
+    USER_ERRORS,
+    build_algorithm,
+    build_datasets,
+    build_model,
+    check_algorithm,
+    loop_settings,
+    register_configs,
+    with_plain_choices,
+)
 from dann.devices import build_strategy
-from dann.diagnostics import GradientCoverageError
-from dann.evaluation import domain_metrics
-from dann.loop import CHECKPOINT_DIR, METRICS_FILE, SELECTED_WEIGHTS_FILE, TENSORBOARD_DIR, NonFiniteLossError, fit, write_atomically
+from dann.loop import fit
+from dann.metrics import domain_metrics
+from dann.runs import CHECKPOINT_DIR, CONFIG_FILE, MODEL_FILE, RESULTS_FILE, check_run_directory, remove_run_files, write_atomically
 
 log = logging.getLogger(__name__)
-
-CONFIG_FILE = "config.yaml"
-MODEL_FILE = "model.keras"
-RESULTS_FILE = "results.json"
-RUN_FILES = (CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR, CHECKPOINT_DIR, SELECTED_WEIGHTS_FILE, MODEL_FILE, RESULTS_FILE)
-# Settings that do not change what is computed: a run may resume with other values.
-NOT_COMPARED = ("progress", "overwrite", "plots")
-
-
-class RunDirectoryError(ValueError):
-    """The run directory holds a run that the requested one cannot continue."""
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict:
     """Trains as `cfg` says (resuming what `run_dir` holds), writes the run's files, and returns `results.json`'s content."""
+    cfg = with_plain_choices(cfg)
     settings = loop_settings(cfg)  # validates before anything is built
     check_algorithm(cfg)
     run_dir = Path(run_dir)
@@ -88,67 +86,19 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     return results
 
 
-def check_run_directory(cfg: DictConfig, run_dir: Path) -> dict | None:
-    """The results of the finished run of `cfg` in `run_dir`, or `None` if it is unfinished or new.
-
-    Raises:
-        RunDirectoryError: `run_dir` holds a run of another config.
-    """
-    config_path = run_dir / CONFIG_FILE
-    if not config_path.exists():
-        return None
-    differences = _differences(_comparable(OmegaConf.load(config_path)), _comparable(cfg))
-    if differences:
-        raise RunDirectoryError(
-            f"{run_dir} holds a run of another config ({'; '.join(differences[:5])}). Pick another directory "
-            "(hydra.run.dir=...), or pass trainer.overwrite=true to discard that run and start again."
-        )
-    results_path = run_dir / RESULTS_FILE
-    return json.loads(results_path.read_text()) if results_path.exists() else None
-
-
-def remove_run_files(run_dir: Path) -> None:
-    """Deletes what `train` writes into `run_dir`, and nothing else."""
-    for name in RUN_FILES:
-        path = run_dir / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-
-
-def load_model(run_dir: str | Path) -> keras.Model:
-    """The trained `DANNModel` of a finished run; `model(images)` gives class logits."""
-    path = Path(run_dir) / MODEL_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: is {run_dir} a finished `python -m dann.train` run directory?")
-    return keras.saving.load_model(path)
-
-
-def _comparable(cfg: DictConfig) -> dict:
-    config = OmegaConf.to_container(cfg, resolve=True)
-    for key in NOT_COMPARED:
-        config.get("trainer", {}).pop(key, None)
-    return config
-
-
-def _differences(old, new, prefix: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        return [d for key in sorted(set(old) | set(new)) for d in _differences(old.get(key), new.get(key), f"{prefix}{key}.")]
-    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} there, {new!r} now"]
-
-
 def _write_plots(run_dir: Path, datasets) -> None:
     try:
-        from dann.plot import plot_run
-    except ImportError:
+        from dann.figures import plot_run  # needs the plot extra
+    except ModuleNotFoundError as error:
+        if error.name not in PLOT_EXTRA:
+            raise
         log.info("no plots: install the plot extra (pip install 'dann[plot]'), then run python -m dann.plot run_dir=%s", run_dir)
         return
     plot_run(run_dir, datasets=datasets)
 
 
-# Errors whose message says what to fix: shown without a traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, InstantiationException, NonFiniteLossError, GradientCoverageError)
+PLOT_EXTRA = ("matplotlib", "sklearn")  # the top-level modules of the plot extra
+
 
 register_configs()
 

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
+from dann.runs import CONFIG_FILE, load_config, load_results
+
 STATISTICS = ("mean", "std", "min", "max")
 IGNORED = ("trainer.progress", "trainer.overwrite", "trainer.plots")  # may differ between runs of one setting, as seeds do
 
@@ -27,13 +29,13 @@ IGNORED = ("trainer.progress", "trainer.overwrite", "trainer.plots")  # may diff
 def find_runs(roots: list[Path]) -> tuple[list[dict], list[Path]]:
     """`({"dir", "config" (flat dict), "results"}, ...)` of finished runs under `roots`, and the unfinished run directories."""
     finished, unfinished = [], []
-    for config_path in sorted(path for root in roots for path in root.rglob("config.yaml") if path.parent.name != ".hydra"):
+    for config_path in sorted(path for root in roots for path in root.rglob(CONFIG_FILE) if path.parent.name != ".hydra"):
         run_dir = config_path.parent
-        if not (run_dir / "results.json").exists():
+        results = load_results(run_dir)
+        if results is None:
             unfinished.append(run_dir)
             continue
-        config = _flatten(OmegaConf.to_container(OmegaConf.load(config_path)))
-        finished.append({"dir": run_dir, "config": config, "results": json.loads((run_dir / "results.json").read_text())})
+        finished.append({"dir": run_dir, "config": _flatten(OmegaConf.to_container(load_config(run_dir))), "results": results})
     return finished, unfinished
 
 
@@ -47,15 +49,17 @@ def summarise(runs: list[dict], metric: str) -> tuple[list[str], list[dict]]:
     rows = []
     for setting, members in groups.items():
         values = np.array([member["results"][metric] for member in members], dtype=float)
-        rows.append({
-            **{key: json.loads(value) for key, value in zip(varying, setting)},
-            "runs": len(values),
-            "seeds": " ".join(str(member["config"].get("seed")) for member in members),
-            "mean": values.mean(),
-            "std": values.std(ddof=1) if len(values) > 1 else float("nan"),
-            "min": values.min(),
-            "max": values.max(),
-        })
+        rows.append(
+            {
+                **{key: json.loads(value) for key, value in zip(varying, setting)},
+                "runs": len(values),
+                "seeds": " ".join(str(member["config"].get("seed")) for member in members),
+                "mean": values.mean(),
+                "std": values.std(ddof=1) if len(values) > 1 else float("nan"),
+                "min": values.min(),
+                "max": values.max(),
+            }
+        )
     return varying, sorted(rows, key=lambda row: -row["mean"])
 
 
@@ -79,7 +83,10 @@ def main() -> None:
         sys.exit(f"--metric {args.metric} is not in the results.json of {missing[0]} (and {len(missing) - 1} more)")
     varying, rows = summarise(runs, args.metric)
     columns = [*varying, "runs", "seeds", *STATISTICS]
-    print(f"{args.metric} over {len(runs)} finished runs" + (f"; {len(unfinished)} unfinished: {', '.join(map(str, unfinished))}" if unfinished else ""))
+    print(
+        f"{args.metric} over {len(runs)} finished runs"
+        + (f"; {len(unfinished)} unfinished: {', '.join(map(str, unfinished))}" if unfinished else "")
+    )
     print("| " + " | ".join(columns) + " |")
     print("|" + " --- |" * len(columns))
     for row in rows:

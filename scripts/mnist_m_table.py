@@ -57,7 +57,16 @@ def run(row: str, seed: int, runs_dir: Path, overrides: list[str]) -> dict:
     run_dir = runs_dir / "-".join([experiment, *(o.split("=", 1)[1] for o in row_overrides)]) / f"seed{seed}"
     results_path = run_dir / "results.json"
     if not results_path.exists():
-        command = [sys.executable, "-m", "dann.train", f"+experiment={experiment}", *row_overrides, f"seed={seed}", f"hydra.run.dir={run_dir}", *overrides]
+        command = [
+            sys.executable,
+            "-m",
+            "dann.train",
+            f"+experiment={experiment}",
+            *row_overrides,
+            f"seed={seed}",
+            f"hydra.run.dir={run_dir}",
+            *overrides,
+        ]
         print("$", " ".join(command[1:]), flush=True)
         start = time.perf_counter()
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
@@ -77,7 +86,9 @@ def main() -> None:
 
     table = {row: [run(row, seed, args.runs_dir, args.overrides) for seed in args.seeds] for row in args.rows}
     print(f"\nMNIST -> MNIST-M test accuracy; {device_name()}, TensorFlow {tf.__version__}, seeds {args.seeds}\n")
-    print("| method | command (`+experiment=...`) | paper | target acc. mean ± std | per seed | source acc. | PAD inputs -> features | wall s / run (median) |")
+    columns = ["method", "command (`+experiment=...`)", "paper", "target acc. mean ± std", "per seed", "source acc."]
+    columns += ["PAD inputs -> features", "wall s / run (median)"]
+    print("| " + " | ".join(columns) + " |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for row, runs in table.items():
         target = np.array([r["target_test_accuracy"] for r in runs])
@@ -86,7 +97,8 @@ def main() -> None:
             f"| {ROWS.get(row, row)} | `{row}` | {PAPER[row] if row in PAPER else 'n/a'} "
             f"| {target.mean():.4f}{spread} | {' '.join(f'{t:.4f}' for t in target)} "
             f"| {np.mean([r['source_test_accuracy'] for r in runs]):.4f} "
-            f"| {np.mean([r['proxy_a_distance_inputs'] for r in runs]):.2f} -> {np.mean([r['proxy_a_distance_features'] for r in runs]):.2f} "
+            f"| {np.mean([r['proxy_a_distance_inputs'] for r in runs]):.2f} "
+            f"-> {np.mean([r['proxy_a_distance_features'] for r in runs]):.2f} "
             f"| {np.median([r['wall_seconds'] for r in runs]):.0f} |"
         )
 

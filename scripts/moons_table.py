@@ -1,7 +1,7 @@
 """Runs +experiment=moons with every algorithm over several seeds and prints the table.
 
-    python scripts/moons_table.py --seeds 0 1 2 3 4
-    python scripts/moons_table.py --algorithms dann vada --seeds 0 1 2 algorithm.vat_radius=0.1
+python scripts/moons_table.py --seeds 0 1 2 3 4
+python scripts/moons_table.py --algorithms dann vada --seeds 0 1 2 algorithm.vat_radius=0.1
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ ALGORITHMS = ("source_only", "dann", "cdan", "cdan_e", "vada", "dirt_t", "target
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--algorithms", nargs="+", default=ALGORITHMS, choices=sorted(p.stem for p in (CONFIG_DIR / "algorithm").glob("*.yaml")))
+    parser.add_argument(
+        "--algorithms", nargs="+", default=ALGORITHMS, choices=sorted(p.stem for p in (CONFIG_DIR / "algorithm").glob("*.yaml"))
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
     args = parser.parse_args()
     logging.disable(logging.INFO)

@@ -16,10 +16,10 @@ _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 import tensorflow_datasets as tfds  # noqa: E402
+from tests_support import SMALL_SPLIT, TINY_OVERRIDES  # noqa: E402
 
 from dann.config import compose_config  # noqa: E402
 from dann.data.mnist_m import BSDS500_TRAIN_DIR  # noqa: E402
-from tests_support import SMALL_SPLIT, TINY_OVERRIDES  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from hydra.errors import ConfigCompositionException
+from tests_support import TINY_OVERRIDES
 
 import dann.layers
 import dann.vat
@@ -16,12 +17,11 @@ from dann.algorithms import CDAN, DANN, DIRTT, VADA, SourceOnly
 from dann.algorithms.dann import classification_terms, domain_terms
 from dann.config import CONFIG_DIR, build_algorithm, build_datasets, build_model, check_algorithm, compose_config
 from dann.data import training_batches
-from dann.diagnostics import GradientCoverageError, gradient_flow, verify_gradients
+from dann.gradient_checks import GradientCoverageError, gradient_flow, verify_gradients
 from dann.layers import MultilinearMap
 from dann.loop import LoopSettings, fit
 from dann.schedules import ConstantLambda
 from dann.train import train
-from tests_support import TINY_OVERRIDES
 
 ALGORITHMS = sorted(path.stem for path in (CONFIG_DIR / "algorithm").glob("*.yaml"))
 ADVERSARIAL = [name for name in ALGORITHMS if name not in ("source_only", "target_only")]
@@ -193,8 +193,13 @@ def test_dirt_t_refines_with_a_teacher_snapshot_on_schedule():
         "dirt_t", "algorithm.refinement_fraction=0.5", "algorithm.teacher_update_every=3", "trainer.steps=10"
     )
     assert algorithm.refinement_start == 5
-    student = lambda: [w.numpy().copy() for w in algorithm.model.feature_extractor.weights + algorithm.model.label_classifier.weights]
-    teacher = lambda: [w.numpy().copy() for w in algorithm.teacher.weights]
+
+    def student():
+        return [w.numpy().copy() for w in algorithm.model.feature_extractor.weights + algorithm.model.label_classifier.weights]
+
+    def teacher():
+        return [w.numpy().copy() for w in algorithm.teacher.weights]
+
     snapshots = {}
     for step in range(10):
         before = student()

@@ -1,7 +1,6 @@
 """The command-line entry points, run as a user runs them: in a subprocess."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from tests_support import TINY_OVERRIDES, run_module, write_original_mnist_m
 
 import dann
-from tests_support import TINY_OVERRIDES, run_module, write_original_mnist_m
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -60,8 +59,15 @@ def test_diagnose_prints_tables_and_exits_zero(tmp_path, algorithm):
 def test_multirun_sweeps_seeds(tmp_path):
     sweep_dir = tmp_path / "sweep"
     done = run_module(
-        "dann.train", "-m", "+experiment=moons", "seed=0,1", "optimizer.lr=0.1,0.01", "trainer.plots=false", *TINY_OVERRIDES,
-        f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path,
+        "dann.train",
+        "-m",
+        "+experiment=moons",
+        "seed=0,1",
+        "optimizer.lr=0.1,0.01",
+        "trainer.plots=false",
+        *TINY_OVERRIDES,
+        f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     seeds = sorted(json.loads((sweep_dir / str(job) / "results.json").read_text())["seed"] for job in range(4))

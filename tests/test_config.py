@@ -1,11 +1,14 @@
+import dataclasses
+
 import pytest
+import tensorflow as tf
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-import tensorflow as tf
-
 from dann.algorithms import SourceOnly
+from dann.benchmark import with_default_experiment
 from dann.config import CONFIG_DIR, build_algorithm, build_datasets, build_model, build_optimizer, compose_config
+from dann.loop import LoopSettings
 from dann.schedules import AnnealedLearningRate, ConstantLambda, SigmoidRamp
 
 EXPERIMENTS = sorted(path.stem for path in (CONFIG_DIR / "experiment").glob("*.yaml"))
@@ -67,18 +70,25 @@ def test_typos_and_wrong_types_are_refused_at_composition(override, mentions):
     assert mentions in str(caught.value) + str(caught.value.__cause__)
 
 
-def test_unknown_precision_is_refused_before_building():
-    cfg = compose_config(["+experiment=moons", "trainer.precision=float8"])
-    with pytest.raises(ValueError, match="trainer.precision must be one of"):
-        build_model(cfg, build_datasets(cfg))
+def test_loop_settings_defaults_are_the_trainer_configs():
+    trainer = OmegaConf.load(CONFIG_DIR / "trainer" / "default.yaml")
+    for setting in dataclasses.fields(LoopSettings):
+        if setting.default is not dataclasses.MISSING and setting.name != "seed":
+            assert trainer[setting.name] == setting.default, setting.name
+
+
+def test_benchmark_overrides_refine_the_default_experiment():
+    expected = ["+experiment=mnist_m_paper", "trainer.precision=mixed_bfloat16"]
+    assert with_default_experiment(["trainer.precision=mixed_bfloat16"]) == expected
+    assert with_default_experiment(["+experiment=moons"]) == ["+experiment=moons"]
 
 
 def test_mixed_bfloat16_training_runs(tmp_path):
     import keras
     import numpy as np
+    from tests_support import TINY_OVERRIDES
 
     from dann.train import train
-    from tests_support import TINY_OVERRIDES
 
     try:
         results = train(compose_config(["+experiment=moons", "trainer.precision=mixed_bfloat16", *TINY_OVERRIDES]), tmp_path)

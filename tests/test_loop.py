@@ -34,3 +34,10 @@ def test_several_steps_per_call_train_exactly_like_one(tiny_moons_cfg):
 def test_loop_settings_are_validated(kwargs, message):
     with pytest.raises(ValueError, match=message):
         LoopSettings(**{"steps": 20, "batch_size": 8, "log_every": 10, "eval_every": 20, **kwargs})
+
+
+def test_fit_takes_the_run_directory_as_a_string(tiny_moons_cfg, tmp_path):
+    datasets = build_datasets(tiny_moons_cfg)
+    algorithm = build_algorithm(tiny_moons_cfg, build_model(tiny_moons_cfg, datasets))
+    fit(algorithm, datasets, LoopSettings(steps=20, batch_size=16, log_every=10, eval_every=20, progress=False), run_dir=str(tmp_path))
+    assert (tmp_path / "metrics.jsonl").exists() and (tmp_path / "checkpoints" / "checkpoint").exists()

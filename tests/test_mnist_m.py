@@ -5,12 +5,11 @@ import tarfile
 
 import numpy as np
 import pytest
-import tensorflow as tf
 import tensorflow_datasets as tfds
+from tests_support import SMALL_SPLIT, write_original_mnist_m
 
 from dann.data import CorruptDataError, MissingDataError, load_split
 from dann.data.mnist_m import BSDS500_TRAIN_DIR, blend, verify_bsds500_train
-from tests_support import SMALL_SPLIT, write_original_mnist_m
 
 
 def _arrays(name, split, data_dir):
@@ -44,9 +43,7 @@ def test_synthetic_split_follows_mnist(small_mnist_m_dir):
 def test_synthetic_build_is_deterministic(small_mnist_m_dir, tmp_path):
     shutil.copytree(small_mnist_m_dir / "mnist", tmp_path / "mnist")
     shutil.copytree(small_mnist_m_dir / "downloads", tmp_path / "downloads")
-    tfds.builder("mnist_m", data_dir=tmp_path).download_and_prepare(
-        download_config=tfds.download.DownloadConfig(max_examples_per_split=20)
-    )
+    tfds.builder("mnist_m", data_dir=tmp_path).download_and_prepare(download_config=tfds.download.DownloadConfig(max_examples_per_split=20))
     first, first_labels = _arrays("mnist_m", "train[:20]", small_mnist_m_dir)
     second, second_labels = _arrays("mnist_m", "train", tmp_path)
     np.testing.assert_array_equal(first, second)

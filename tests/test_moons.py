@@ -23,7 +23,10 @@ def test_moons_are_deterministic_and_rotated():
 def test_dann_beats_source_only_on_target(tmp_path):
     target_accuracy = {}
     for experiment in ("moons", "moons_source_only"):
-        runs = [train(compose_config([f"+experiment={experiment}", f"seed={seed}", "trainer.plots=false"]), tmp_path / f"{experiment}{seed}") for seed in range(3)]
+        runs = [
+            train(compose_config([f"+experiment={experiment}", f"seed={seed}", "trainer.plots=false"]), tmp_path / f"{experiment}{seed}")
+            for seed in range(3)
+        ]
         target_accuracy[experiment] = np.mean([run["target_test_accuracy"] for run in runs])
         assert np.mean([run["source_test_accuracy"] for run in runs]) > 0.95
     assert target_accuracy["moons"] > target_accuracy["moons_source_only"] + 0.05, target_accuracy

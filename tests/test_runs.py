@@ -1,6 +1,7 @@
 """Operating runs: checkpoints and resume, refusal of foreign run directories, NaN stops, determinism, TensorBoard."""
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -13,11 +14,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from omegaconf import OmegaConf
+from tests_support import TINY_OVERRIDES
 
 from dann.config import build_algorithm, build_datasets, build_model, compose_config, loop_settings
 from dann.loop import NonFiniteLossError, fit
-from dann.train import RunDirectoryError, train
-from tests_support import TINY_OVERRIDES
+from dann.runs import RunDirectoryError
+from dann.train import _write_plots, train
 
 CHECKPOINTED = ["trainer.checkpoint_every=10", "trainer.deterministic=true"]
 
@@ -75,8 +77,26 @@ def test_run_directory_of_another_config_is_refused_unless_overwritten(tmp_path)
     train(_cfg(), tmp_path)
     with pytest.raises(RunDirectoryError, match=r"trainer.steps: 20 there, 30 now.*trainer.overwrite=true"):
         train(_cfg("trainer.steps=30"), tmp_path)
+    (tmp_path / "export").mkdir()
+    for name in ("learning_curves.png", "embedding.png", "eval_mnist_m_original_test.json", "export/model.keras", "notes.txt"):
+        (tmp_path / name).write_text("of the discarded run (notes.txt: the user's own)")
     results = train(_cfg("trainer.steps=30", "trainer.overwrite=true"), tmp_path)
     assert results["steps"] == 30 and results["resumed_from_step"] == 0
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.endswith((".png", ".json", ".txt")) or path.name == "export") == [
+        "notes.txt",
+        "results.json",
+    ]
+
+
+def test_a_broken_import_in_the_figures_is_not_taken_for_a_missing_extra(tmp_path, monkeypatch, caplog):
+    monkeypatch.delitem(sys.modules, "dann.figures", raising=False)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # the plot extra is not installed
+    caplog.set_level(logging.INFO)
+    _write_plots(tmp_path, datasets=None)
+    assert "install the plot extra" in caplog.text
+    monkeypatch.setitem(sys.modules, "dann.figures", None)  # dann's own module fails to import
+    with pytest.raises(ModuleNotFoundError, match="dann.figures"):
+        _write_plots(tmp_path, datasets=None)
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
@@ -131,8 +151,15 @@ def test_mirrored_on_two_cpus_matches_one_device(tmp_path):
 def test_killed_training_process_resumes_to_completion(tmp_path):
     run_dir = tmp_path / "run"
     command = [
-        sys.executable, "-m", "dann.train", "+experiment=moons", "trainer.steps=20000", "trainer.checkpoint_every=500",
-        "trainer.log_every=500", "trainer.eval_every=10000", f"hydra.run.dir={run_dir}",
+        sys.executable,
+        "-m",
+        "dann.train",
+        "+experiment=moons",
+        "trainer.steps=20000",
+        "trainer.checkpoint_every=500",
+        "trainer.log_every=500",
+        "trainer.eval_every=10000",
+        f"hydra.run.dir={run_dir}",
     ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -159,7 +186,7 @@ def test_run_killed_after_its_last_checkpoint_finishes_without_training(tmp_path
     expected = train(cfg, tmp_path)
     for name in ("results.json", "model.keras"):  # as if killed between the final checkpoint and these
         (tmp_path / name).unlink()
-    monkeypatch.setattr("dann.algorithms.base.Algorithm._update_steps", lambda *args: pytest.fail("trained again"))
+    monkeypatch.setattr("dann.algorithms.base.Algorithm._update", lambda *args: pytest.fail("trained again"))
     results = train(cfg, tmp_path)
     assert results["resumed_from_step"] == 20
     assert results["target_test_accuracy"] == expected["target_test_accuracy"]
@@ -185,7 +212,14 @@ def test_two_worker_cluster_matches_one_device(tmp_path):
     for index in range(2):
         tf_config = {"cluster": {"worker": [f"localhost:{port}" for port in ports]}, "task": {"type": "worker", "index": index}}
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_CONFIG": json.dumps(tf_config)}
-        command = [sys.executable, "-m", "dann.train", *tiny, "trainer.strategy=multi_worker", f"hydra.run.dir={tmp_path / f'worker{index}'}"]
+        command = [
+            sys.executable,
+            "-m",
+            "dann.train",
+            *tiny,
+            "trainer.strategy=multi_worker",
+            f"hydra.run.dir={tmp_path / f'worker{index}'}",
+        ]
         workers.append(subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
     for worker in workers:
         _, stderr = worker.communicate(timeout=300)

@@ -2,11 +2,11 @@ import json
 
 import numpy as np
 import pytest
+from tests_support import TINY_OVERRIDES
 
 from dann.config import compose_config
 from dann.selection import density_ratio, improves
 from dann.train import train
-from tests_support import TINY_OVERRIDES
 
 
 def test_density_ratio_is_one_without_shift_and_follows_the_target_with_it():
@@ -28,10 +28,17 @@ def test_improves_follows_each_criterion_direction():
 
 @pytest.mark.parametrize("criterion", ["dev_risk", "source_test_accuracy"])
 def test_select_keeps_the_preferred_evaluation(tmp_path, criterion):
-    cfg = compose_config([
-        "+experiment=moons", "data.num_train=64", "data.num_test=64", *TINY_OVERRIDES,
-        "trainer.steps=60", "trainer.eval_every=10", f"trainer.select={criterion}",
-    ])
+    cfg = compose_config(
+        [
+            "+experiment=moons",
+            "data.num_train=64",
+            "data.num_test=64",
+            *TINY_OVERRIDES,
+            "trainer.steps=60",
+            "trainer.eval_every=10",
+            f"trainer.select={criterion}",
+        ]
+    )
     results = train(cfg, tmp_path)
     evaluations = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     evaluations = [line for line in evaluations if criterion in line]

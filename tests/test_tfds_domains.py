@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from tests_support import SMALL_SPLIT
 
 from dann.data import ImagePreprocessing, RandomInversion, tfds_domains, training_batches
 from dann.data.tfds_domains import check_same_label_space
-from tests_support import SMALL_SPLIT
 
 
 def test_preprocessing_converts_channels_resizes_and_normalises():

@@ -3,7 +3,7 @@
 An algorithm (one class, in the style of DomainBed's `algorithms.py`) says three things:
 `forward`, its loss terms on one batch pair; `total_loss`, how they are weighted; and
 `gradient_paths`, which component of the model each loss must reach (checked before the
-first update, `dann.diagnostics`). Everything else (one tape over every trainable
+first update, `dann.gradient_checks`). Everything else (one tape over every trainable
 variable, `k` updates per compiled call, `tf.distribute`, mixed precision) is here, once.
 """
 
@@ -95,9 +95,6 @@ class Algorithm:
             self.optimizer.build(model.trainable_variables)  # slots exist before any trace
         if jit_compile:  # XLA compiles each replica's step; the loops around it stay plain graphs
             self._replica_update = tf.function(self._replica_update, jit_compile=True)
-        self.update = tf.function(self._update)
-        self.update_steps = tf.function(self._update_steps, reduce_retracing=True)
-        self.predict = tf.function(self._predict)
 
     @classmethod
     def check_hyperparameters(cls, **values: float) -> None:
@@ -109,7 +106,9 @@ class Algorithm:
 
     # What a subclass defines.
 
-    def forward(self, source_x: tf.Tensor, source_y: tf.Tensor, target_x: tf.Tensor, lambda_: tf.Tensor | None, training: bool = True) -> Metrics:
+    def forward(
+        self, source_x: tf.Tensor, source_y: tf.Tensor, target_x: tf.Tensor, lambda_: tf.Tensor | None, training: bool = True
+    ) -> Metrics:
         """Loss terms and metrics of one batch pair; differentiable in the model's variables.
 
         Args:
@@ -196,24 +195,26 @@ class Algorithm:
         self.optimizer.apply_gradients(gradients_and_variables)
         return {**metrics, "learning_rate": tf.cast(learning_rate, tf.float32)}
 
-    def _update(self, source_x: tf.Tensor, source_y: tf.Tensor, target_x: tf.Tensor, step: tf.Tensor) -> Metrics:
-        """One update on a batch pair (`update`, compiled): the metrics of `compute_gradients` and the learning rate.
+    @tf.function
+    def update(self, source_x: tf.Tensor, source_y: tf.Tensor, target_x: tf.Tensor, step: tf.Tensor) -> Metrics:
+        """One compiled update on a batch pair `(B, ...)`, `(B,)`, `(B, ...)` at `step` (an int64 scalar tensor).
 
-        The metrics are averaged over replicas, whose slices are of equal size: the global batch's.
+        Returns:
+            The float32 metrics of `compute_gradients` and the `learning_rate` the step took,
+            averaged over replicas, whose slices are of equal size: the global batch's.
         """
-        self.before_update(step)
-        per_replica = self.strategy.run(self._replica_update, args=(source_x, source_y, target_x, step))
-        return {key: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None) for key, value in per_replica.items()}
+        return self._update(source_x, source_y, target_x, step)
 
-    def _update_steps(self, source_x: tf.Tensor, source_y: tf.Tensor, target_x: tf.Tensor, first_step: tf.Tensor) -> Metrics:
-        """`k` updates in one compiled call (`update_steps`), which saves `k - 1` Python round trips.
+    @tf.function(reduce_retracing=True)
+    def update_steps(self, source_x: tf.Tensor, source_y: tf.Tensor, target_x: tf.Tensor, first_step: tf.Tensor) -> Metrics:
+        """`k` updates in one compiled call, which saves `k - 1` Python round trips.
 
         Args:
             source_x, source_y, target_x: `k` stacked batches, `(k, B, ...)`.
-            first_step: the step number of the first update; the others follow.
+            first_step: the step number of the first update, an int64 scalar tensor; the others follow.
 
         Returns:
-            The metrics averaged over the `k` updates.
+            The metrics of `update`, averaged over the `k` updates.
         """
         num_steps = tf.shape(source_x)[0]
         totals = self._update(source_x[0], source_y[0], target_x[0], first_step)
@@ -222,8 +223,15 @@ class Algorithm:
             totals = {key: totals[key] + metrics[key] for key in totals}
         return {key: total / tf.cast(num_steps, tf.float32) for key, total in totals.items()}
 
-    def _predict(self, inputs: tf.Tensor) -> tf.Tensor:
+    @tf.function
+    def predict(self, inputs: tf.Tensor) -> tf.Tensor:
+        """`(B,)` int64 classes the model predicts for inputs `(B, ...)`, compiled."""
         return predicted_classes(self.model, inputs)
+
+    def _update(self, source_x: tf.Tensor, source_y: tf.Tensor, target_x: tf.Tensor, step: tf.Tensor) -> Metrics:
+        self.before_update(step)
+        per_replica = self.strategy.run(self._replica_update, args=(source_x, source_y, target_x, step))
+        return {key: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None) for key, value in per_replica.items()}
 
 
 def predicted_classes(model: keras.Model, inputs: tf.Tensor) -> tf.Tensor:

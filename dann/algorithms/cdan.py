@@ -84,4 +84,3 @@ class CDAN(DANN):
             **domain_terms(domain_logits, num_source, weights),
             "domain_conditioning_probabilities": probabilities,
         }
-

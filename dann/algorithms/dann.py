@@ -35,7 +35,16 @@ class DANN(Algorithm):
     HYPERPARAMETERS = {"domain_loss_weight": NON_NEGATIVE, "target_entropy_weight": NON_NEGATIVE}
     REVERSED_LOSS = "domain_loss"
 
-    def __init__(self, model, optimizer, adaptation_schedule, total_steps, domain_loss_weight: float = 1.0, target_entropy_weight: float = 0.0, **machinery):
+    def __init__(
+        self,
+        model,
+        optimizer,
+        adaptation_schedule,
+        total_steps,
+        domain_loss_weight: float = 1.0,
+        target_entropy_weight: float = 0.0,
+        **machinery,
+    ):
         self.check_hyperparameters(domain_loss_weight=domain_loss_weight, target_entropy_weight=target_entropy_weight)
         if adaptation_schedule is None:
             raise ValueError(f"{type(self).__name__} needs an adaptation_schedule (see dann.schedules); for no adaptation use SourceOnly.")

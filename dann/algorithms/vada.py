@@ -78,9 +78,13 @@ class VADA(DANN):
             return self.model(inputs, training=training)
 
         radius = self.vat_radius * float(source_x.shape[1:].num_elements()) ** 0.5
-        terms["target_vat"], terms["target_perturbation"] = virtual_adversarial_loss(predict_logits, target_x, class_logits[num_source:], radius, self.vat_noise)
+        terms["target_vat"], terms["target_perturbation"] = virtual_adversarial_loss(
+            predict_logits, target_x, class_logits[num_source:], radius, self.vat_noise
+        )
         if self.source_vat_weight:
-            terms["source_vat"], terms["source_perturbation"] = virtual_adversarial_loss(predict_logits, source_x, class_logits[:num_source], radius, self.vat_noise)
+            terms["source_vat"], terms["source_perturbation"] = virtual_adversarial_loss(
+                predict_logits, source_x, class_logits[:num_source], radius, self.vat_noise
+            )
         return terms, class_logits[num_source:]
 
     def total_loss(self, terms: Metrics) -> tf.Tensor:
@@ -145,7 +149,9 @@ class DIRTT(VADA):
         seed: int = 0,
         **machinery,
     ):
-        self.check_hyperparameters(refinement_fraction=refinement_fraction, teacher_weight=teacher_weight, teacher_update_every=teacher_update_every)
+        self.check_hyperparameters(
+            refinement_fraction=refinement_fraction, teacher_weight=teacher_weight, teacher_update_every=teacher_update_every
+        )
         self.refinement_start = round(total_steps * (1.0 - refinement_fraction))
         self.teacher_weight = target_entropy_weight if teacher_weight is None else teacher_weight
         self.teacher_update_every = int(teacher_update_every)
@@ -158,7 +164,15 @@ class DIRTT(VADA):
             self.teacher.trainable = False
             self.refining = tf.Variable(0.0, trainable=False, name="refining")  # 1.0 once refinement has begun
         super().__init__(
-            model, optimizer, adaptation_schedule, total_steps, source_vat_weight, target_entropy_weight, vat_radius, domain_loss_weight, seed,
+            model,
+            optimizer,
+            adaptation_schedule,
+            total_steps,
+            source_vat_weight,
+            target_entropy_weight,
+            vat_radius,
+            domain_loss_weight,
+            seed,
             **machinery,
         )
 

@@ -146,9 +146,7 @@ class MnistM(tfds.core.GeneratorBasedBuilder):
                 continue
             fields = line.split()
             if len(fields) != 2 or not fields[1].isdigit() or not 0 <= int(fields[1]) <= 9:
-                raise CorruptDataError(
-                    f"{labels_path}, line {line_number}: expected '<file name> <label 0-9>', got {line!r}."
-                )
+                raise CorruptDataError(f"{labels_path}, line {line_number}: expected '<file name> <label 0-9>', got {line!r}.")
             name, label = fields
             image_path = image_dir / name
             if not image_path.exists():
@@ -199,8 +197,7 @@ def verify_bsds500_train(photo_dir: Path) -> list[Path]:
     missing = sorted(set(expected) - {path.name for path in photo_dir.glob("*.jpg")})
     if missing:
         raise MissingDataError(
-            f"{photo_dir} lacks {len(missing)} of the 200 BSDS500 training photos (e.g. {missing[0]}); "
-            f"re-extract {BSDS500_ARCHIVE} there."
+            f"{photo_dir} lacks {len(missing)} of the 200 BSDS500 training photos (e.g. {missing[0]}); re-extract {BSDS500_ARCHIVE} there."
         )
     for name, digest in sorted(expected.items()):
         if hashlib.sha256((photo_dir / name).read_bytes()).hexdigest() != digest:
@@ -221,8 +218,7 @@ def _original_root(dl_manager: tfds.download.DownloadManager) -> Path:
             raise CorruptDataError(f"{archive} is not a readable tar.gz archive; download it again.")
         return Path(dl_manager.extract(archive)) / "mnist_m"
     raise MissingDataError(
-        f"mnist_m/original is imported, not downloaded: put {ORIGINAL_ARCHIVE} or its extracted mnist_m/ "
-        f"folder in {manual_dir}."
+        f"mnist_m/original is imported, not downloaded: put {ORIGINAL_ARCHIVE} or its extracted mnist_m/ folder in {manual_dir}."
     )
 
 

@@ -163,7 +163,9 @@ def tfds_domains(
     )
 
 
-def check_same_label_space(source: str, source_labels: tfds.features.ClassLabel, target: str, target_labels: tfds.features.ClassLabel) -> None:
+def check_same_label_space(
+    source: str, source_labels: tfds.features.ClassLabel, target: str, target_labels: tfds.features.ClassLabel
+) -> None:
     """Raises `ValueError` unless the two datasets' `label` features name the same classes in the same order."""
     if source_labels.names != target_labels.names:
         raise ValueError(

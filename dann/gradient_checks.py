@@ -66,9 +66,7 @@ class CoverageReport:
     def __str__(self) -> str:
         lines = [f"{'component':<20} {'variable':<52} {'shape':<16} {'gradient':<8} {'norm':>10}"]
         for row in self.rows:
-            lines.append(
-                f"{row.component:<20} {row.path:<52} {str(row.shape):<16} {row.status:<8} {row.norm:>10.3g}"
-            )
+            lines.append(f"{row.component:<20} {row.path:<52} {str(row.shape):<16} {row.status:<8} {row.norm:>10.3g}")
         verdict = "every trainable variable gets a gradient" if self.ok else f"{len(self.missing)} variable(s) get NO gradient"
         lines.append(f"coverage: {verdict}" + (f"; {len(self.zero)} get an all-zero gradient" if self.zero else ""))
         return "\n".join(lines)
@@ -170,9 +168,13 @@ class GradientFlow:
         lines = [f"{'loss':<{width}} " + " ".join(f"{c:>18}" for c in components) + "   must reach"]
         for loss_name, per_component in self.norms.items():
             cells = ["-" if per_component.get(c) is None else f"{per_component[c]:.3g}" for c in components]
-            lines.append(f"{loss_name:<{width}} " + " ".join(f"{cell:>18}" for cell in cells) + "   " + ", ".join(sorted(self.expected[loss_name])))
+            lines.append(
+                f"{loss_name:<{width}} " + " ".join(f"{cell:>18}" for cell in cells) + "   " + ", ".join(sorted(self.expected[loss_name]))
+            )
         for name, reached in self.constants.items():
-            lines.append(f"constant {name}: " + ("no gradient passes through it" if not reached else "gradients pass to " + ", ".join(reached)))
+            lines.append(
+                f"constant {name}: " + ("no gradient passes through it" if not reached else "gradients pass to " + ", ".join(reached))
+            )
         if self.reversed_loss is not None:
             scale = "n/a" if self.reversal_scale is None else f"{self.reversal_scale:.4g}"
             lines.append(f"reversal: {self.reversed_loss} gradient at the features is scaled by {scale} (expected {-self.lambda_:g})")
@@ -203,7 +205,11 @@ def gradient_flow(algorithm: Algorithm, source_x, source_y, target_x, lambda_: f
             if 0 < sum(g is not None for g in gradients) < len(gradients):
                 partial.append((loss_name, component))
     constants = {
-        name: [c for c, network in model.components.items() if any(g is not None for g in tape.gradient(terms[name], network.trainable_variables))]
+        name: [
+            c
+            for c, network in model.components.items()
+            if any(g is not None for g in tape.gradient(terms[name], network.trainable_variables))
+        ]
         for name in algorithm.CONSTANTS
         if name in terms
     }

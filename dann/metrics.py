@@ -50,9 +50,7 @@ def evaluate_classifier(
     per_class_correct = np.bincount(expected[correct], minlength=num_classes)
     return {
         "accuracy": float(correct.mean()),
-        "per_class_accuracy": [
-            float(c / t) if t else None for c, t in zip(per_class_correct, per_class_total)
-        ],
+        "per_class_accuracy": [float(c / t) if t else None for c, t in zip(per_class_correct, per_class_total)],
         "num_examples": int(expected.size),
     }
 
