@@ -4,7 +4,7 @@ from dann import data, schedules
 from dann.algorithms import CDAN, DANN, DIRTT, VADA, Algorithm, SourceOnly, TargetOnly
 from dann.gradient_checks import GradientCoverageError, gradient_coverage, gradient_flow, verify_gradients
 from dann.layers import GradientReversal, reverse_gradient
-from dann.loop import LoopSettings, NonFiniteLossError, fit
+from dann.loop import NonFiniteLossError, TrainerSettings, fit
 from dann.models import DANNModel, build_dann_model, classifier_head, conv_stack, dense_stack
 from dann.runs import RunDirectoryError, load_model
 
@@ -19,7 +19,7 @@ __all__ = [
     "DANNModel",
     "GradientCoverageError",
     "GradientReversal",
-    "LoopSettings",
+    "TrainerSettings",
     "NonFiniteLossError",
     "RunDirectoryError",
     "build_dann_model",

@@ -30,7 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dann.config import USER_ERRORS, build_algorithm, build_datasets, build_model, compose_config, loop_settings
+from dann.config import USER_ERRORS, build_algorithm, build_datasets, build_model, compose_config, trainer_settings
 from dann.data import training_batches
 from dann.models import DANNModel
 
@@ -94,7 +94,7 @@ def device_name() -> str:
 def benchmark(overrides: list[str], steps: int = 100, repeats: int = 5) -> dict:
     """Runs the measurements for the config `overrides` compose; returns the figures."""
     cfg = compose_config(overrides)
-    settings = loop_settings(cfg)
+    settings = trainer_settings(cfg)
     keras.utils.set_random_seed(cfg.seed)
     datasets = build_datasets(cfg)
     algorithm = build_algorithm(cfg, build_model(cfg, datasets))

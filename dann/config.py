@@ -27,7 +27,7 @@ from dann.algorithms.base import FEATURE_PASSES
 from dann.data import DomainDatasets
 from dann.devices import STRATEGIES
 from dann.gradient_checks import GradientCoverageError
-from dann.loop import LoopSettings, NonFiniteLossError
+from dann.loop import NonFiniteLossError, TrainerSettings
 from dann.models import DANNModel, build_dann_model
 from dann.selection import SELECT_OPTIONS
 
@@ -68,7 +68,7 @@ Strategy = closed_set("Strategy", STRATEGIES)
 @dataclass
 class TrainerConfig:
     """Types of the trainer settings; their defaults are in `configs/trainer/default.yaml`, their
-    meaning in `dann.loop.LoopSettings`, `dann.algorithms.Algorithm`, `dann.devices` and `dann.train`."""
+    meaning in `dann.loop.TrainerSettings`, `dann.algorithms.Algorithm`, `dann.devices` and `dann.train`."""
 
     steps: int = MISSING
     batch_size: int = MISSING
@@ -217,7 +217,7 @@ def _instantiate(node: Any, **kwargs) -> Any:
         raise
 
 
-def loop_settings(cfg: DictConfig) -> LoopSettings:
+def trainer_settings(cfg: DictConfig) -> TrainerSettings:
     """The loop settings of `cfg.trainer`, seeded by `cfg.seed`."""
-    names = [setting.name for setting in fields(LoopSettings) if setting.name != "seed"]
-    return LoopSettings(seed=cfg.seed, **{name: cfg.trainer[name] for name in names})
+    names = [setting.name for setting in fields(TrainerSettings) if setting.name != "seed"]
+    return TrainerSettings(seed=cfg.seed, **{name: cfg.trainer[name] for name in names})

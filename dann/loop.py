@@ -41,7 +41,7 @@ class NonFiniteLossError(FloatingPointError):
 
 
 @dataclass
-class LoopSettings:
+class TrainerSettings:
     """How long to train and how often to report.
 
     Attributes:
@@ -98,7 +98,7 @@ class LoopSettings:
                 )
 
 
-def fit(algorithm: Algorithm, datasets: DomainDatasets, settings: LoopSettings, run_dir: str | Path | None = None) -> dict:
+def fit(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerSettings, run_dir: str | Path | None = None) -> dict:
     """Trains `algorithm` on `datasets` and returns the final metrics.
 
     Before the first update, `verify_gradients` checks that every trainable variable
@@ -193,7 +193,7 @@ def is_due(done: int, every: int, steps: int) -> bool:
     return done % every == 0 or done == steps
 
 
-def _evaluate(algorithm: Algorithm, datasets: DomainDatasets, settings: LoopSettings) -> dict[str, float]:
+def _evaluate(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerSettings) -> dict[str, float]:
     """Test accuracies of both domains, and DEV's risk; the source accuracy and the risk are the label-free criteria."""
     figures = {
         f"{domain}_test_accuracy": evaluate_classifier(
@@ -208,7 +208,7 @@ def _evaluate(algorithm: Algorithm, datasets: DomainDatasets, settings: LoopSett
 class _RunState:
     """What `fit` keeps in the run directory: checkpoints, metrics, TensorBoard events, the selected weights."""
 
-    def __init__(self, algorithm: Algorithm, calls, settings: LoopSettings, run_dir: Path | None):
+    def __init__(self, algorithm: Algorithm, calls, settings: TrainerSettings, run_dir: Path | None):
         self.model = algorithm.model
         self.settings = settings
         self.run_dir = run_dir

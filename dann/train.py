@@ -35,8 +35,8 @@ from dann.config import (
     build_datasets,
     build_model,
     check_algorithm,
-    loop_settings,
     register_configs,
+    trainer_settings,
     with_plain_choices,
 )
 from dann.devices import build_strategy
@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig, run_dir: Path) -> dict:
     """Trains as `cfg` says (resuming what `run_dir` holds), writes the run's files, and returns `results.json`'s content."""
     cfg = with_plain_choices(cfg)
-    settings = loop_settings(cfg)  # validates before anything is built
+    settings = trainer_settings(cfg)  # validates before anything is built
     check_algorithm(cfg)
     run_dir = Path(run_dir)
     if cfg.trainer.overwrite:

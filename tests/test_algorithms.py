@@ -19,7 +19,7 @@ from dann.config import CONFIG_DIR, build_algorithm, build_datasets, build_model
 from dann.data import training_batches
 from dann.gradient_checks import GradientCoverageError, gradient_flow, verify_gradients
 from dann.layers import MultilinearMap
-from dann.loop import LoopSettings, fit
+from dann.loop import TrainerSettings, fit
 from dann.schedules import ConstantLambda
 from dann.train import train
 
@@ -175,7 +175,7 @@ def test_source_only_trains_exactly_as_dann_with_lambda_zero():
         datasets = build_datasets(cfg)
         reference = build_algorithm(cfg, build_model(cfg, datasets))
         algorithm = algorithm_class(reference.model, reference.optimizer, schedule, total_steps=20)
-        fit(algorithm, datasets, LoopSettings(steps=20, batch_size=16, log_every=10, eval_every=20, progress=False))
+        fit(algorithm, datasets, TrainerSettings(steps=20, batch_size=16, log_every=10, eval_every=20, progress=False))
         weights.append([v.numpy() for v in algorithm.model.trainable_variables])
     for source_only, dann_zero in zip(*weights):
         np.testing.assert_array_equal(source_only, dann_zero)

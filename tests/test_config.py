@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from dann.algorithms import SourceOnly
 from dann.benchmark import with_default_experiment
 from dann.config import CONFIG_DIR, build_algorithm, build_datasets, build_model, build_optimizer, compose_config
-from dann.loop import LoopSettings
+from dann.loop import TrainerSettings
 from dann.schedules import AnnealedLearningRate, ConstantLambda, SigmoidRamp
 
 EXPERIMENTS = sorted(path.stem for path in (CONFIG_DIR / "experiment").glob("*.yaml"))
@@ -72,9 +72,9 @@ def test_typos_and_wrong_types_are_refused_at_composition(override, mentions):
     assert mentions in str(caught.value) + str(caught.value.__cause__)
 
 
-def test_loop_settings_defaults_are_the_trainer_configs():
+def test_trainer_settings_defaults_are_the_trainer_configs():
     trainer = OmegaConf.load(CONFIG_DIR / "trainer" / "default.yaml")
-    for setting in dataclasses.fields(LoopSettings):
+    for setting in dataclasses.fields(TrainerSettings):
         if setting.default is not dataclasses.MISSING and setting.name != "seed":
             assert trainer[setting.name] == setting.default, setting.name
 

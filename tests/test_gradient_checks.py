@@ -7,7 +7,7 @@ import tensorflow as tf
 from dann.config import build_algorithm, build_datasets, build_model
 from dann.data import training_batches
 from dann.gradient_checks import GradientCoverageError, gradient_coverage, verify_gradients
-from dann.loop import LoopSettings, fit
+from dann.loop import TrainerSettings, fit
 
 
 def _algorithm(cfg):
@@ -34,7 +34,7 @@ def test_fit_stops_before_any_update(tiny_moons_cfg):
     algorithm.compute_gradients = lambda *args: (compute(*args)[0], [])  # bug: no variable gets a gradient
     before = [v.numpy().copy() for v in algorithm.model.trainable_variables]
     with pytest.raises(GradientCoverageError):
-        fit(algorithm, datasets, LoopSettings(steps=5, batch_size=8, log_every=1, eval_every=5, steps_per_call=1))
+        fit(algorithm, datasets, TrainerSettings(steps=5, batch_size=8, log_every=1, eval_every=5, steps_per_call=1))
     after = [v.numpy() for v in algorithm.model.trainable_variables]
     assert all((b == a).all() for b, a in zip(before, after))
     assert int(algorithm.optimizer.iterations) == 0

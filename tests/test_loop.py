@@ -3,14 +3,14 @@ import numpy as np
 import pytest
 
 from dann.config import build_algorithm, build_datasets, build_model
-from dann.loop import LoopSettings, fit
+from dann.loop import TrainerSettings, fit
 
 
 def _trained_weights(cfg, steps_per_call):
     keras.utils.set_random_seed(0)
     datasets = build_datasets(cfg)
     algorithm = build_algorithm(cfg, build_model(cfg, datasets))
-    results = fit(algorithm, datasets, LoopSettings(steps=20, batch_size=16, log_every=10, eval_every=20, steps_per_call=steps_per_call))
+    results = fit(algorithm, datasets, TrainerSettings(steps=20, batch_size=16, log_every=10, eval_every=20, steps_per_call=steps_per_call))
     return [v.numpy() for v in algorithm.model.trainable_variables], results
 
 
@@ -31,13 +31,13 @@ def test_several_steps_per_call_train_exactly_like_one(tiny_moons_cfg):
         ({"steps_per_call": 3}, "not a multiple of trainer.steps_per_call=3"),
     ],
 )
-def test_loop_settings_are_validated(kwargs, message):
+def test_trainer_settings_are_validated(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        LoopSettings(**{"steps": 20, "batch_size": 8, "log_every": 10, "eval_every": 20, **kwargs})
+        TrainerSettings(**{"steps": 20, "batch_size": 8, "log_every": 10, "eval_every": 20, **kwargs})
 
 
 def test_fit_takes_the_run_directory_as_a_string(tiny_moons_cfg, tmp_path):
     datasets = build_datasets(tiny_moons_cfg)
     algorithm = build_algorithm(tiny_moons_cfg, build_model(tiny_moons_cfg, datasets))
-    fit(algorithm, datasets, LoopSettings(steps=20, batch_size=16, log_every=10, eval_every=20, progress=False), run_dir=str(tmp_path))
+    fit(algorithm, datasets, TrainerSettings(steps=20, batch_size=16, log_every=10, eval_every=20, progress=False), run_dir=str(tmp_path))
     assert (tmp_path / "metrics.jsonl").exists() and (tmp_path / "checkpoints" / "checkpoint").exists()

@@ -16,7 +16,7 @@ import tensorflow as tf
 from omegaconf import OmegaConf
 from tests_support import TINY_OVERRIDES
 
-from dann.config import build_algorithm, build_datasets, build_model, compose_config, loop_settings
+from dann.config import build_algorithm, build_datasets, build_model, compose_config, trainer_settings
 from dann.loop import NonFiniteLossError, fit
 from dann.runs import RunDirectoryError
 from dann.train import _write_plots, train
@@ -113,7 +113,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
 
     algorithm.update_steps = diverging
     with pytest.raises(NonFiniteLossError, match=r"domain_loss became nan by step 30.*checkpoint \(step 20\) is kept"):
-        fit(algorithm, datasets, loop_settings(cfg), tmp_path)
+        fit(algorithm, datasets, trainer_settings(cfg), tmp_path)
     assert tf.train.latest_checkpoint(tmp_path / "checkpoints").endswith("ckpt-20")
 
 
