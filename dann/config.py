@@ -136,11 +136,9 @@ def algorithm_hyperparameters(cfg: DictConfig) -> dict:
     return {key: value for key, value in OmegaConf.to_container(cfg.algorithm, resolve=True).items() if key != "_target_"}
 
 
-def check_algorithm(cfg: DictConfig) -> type[Algorithm]:
-    """The class `cfg.algorithm` names, once its hyperparameters are checked against their ranges (before any work)."""
-    algorithm = get_class(cfg.algorithm._target_)
-    algorithm.check_hyperparameters(**algorithm_hyperparameters(cfg))
-    return algorithm
+def check_algorithm(cfg: DictConfig) -> None:
+    """Checks `cfg.algorithm`'s hyperparameters against their ranges, before any work (the constructor checks them again)."""
+    get_class(cfg.algorithm._target_).check_hyperparameters(**algorithm_hyperparameters(cfg))
 
 
 def compose_config(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
@@ -175,7 +173,7 @@ def build_model(cfg: DictConfig, datasets: DomainDatasets) -> DANNModel:
         label_classifier=_instantiate(cfg.model.label_classifier, num_outputs=datasets.num_classes, name="label_classifier"),
         domain_classifier=_instantiate(cfg.model.domain_classifier, num_outputs=1, name="domain_classifier"),
         input_shape=datasets.input_shape,
-        domain_conditioning=check_algorithm(cfg).domain_conditioning(**algorithm_hyperparameters(cfg)),
+        domain_conditioning=get_class(cfg.algorithm._target_).domain_conditioning(**algorithm_hyperparameters(cfg)),
     )
 
 
@@ -192,7 +190,6 @@ def build_optimizer(cfg: DictConfig) -> keras.optimizers.Optimizer:
 
 def build_algorithm(cfg: DictConfig, model: DANNModel, strategy: tf.distribute.Strategy | None = None) -> Algorithm:
     """The algorithm of `cfg.algorithm` training `model` (built in `strategy`'s scope, if given) as `cfg` describes."""
-    check_algorithm(cfg)
     with (strategy or tf.distribute.get_strategy()).scope():
         optimizer = build_optimizer(cfg)
     return _instantiate(

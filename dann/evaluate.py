@@ -22,11 +22,12 @@ from dann.runs import evaluation_file, load_config, load_model, load_preprocessi
 
 def evaluate_run(run_dir: str | Path, dataset: str, split: str = "test", data_dir: str | None = None, batch_size: int = 1000) -> dict:
     """Evaluates the model of `run_dir` on `dataset`/`split`; writes and returns the figures."""
-    preprocessing = load_preprocessing(run_dir)
+    cfg = load_config(run_dir)
+    preprocessing = load_preprocessing(cfg)
     if preprocessing is None:
-        raise ValueError(f"{run_dir} was trained on {load_config(run_dir).data._target_}, not on TFDS images: there is no dataset to pick.")
+        raise ValueError(f"{run_dir} was trained on {cfg.data._target_}, not on TFDS images: there is no dataset to pick.")
     model = load_model(run_dir)
-    examples = load_split(dataset, split, data_dir if data_dir is not None else load_config(run_dir).data.data_dir)
+    examples = load_split(dataset, split, data_dir if data_dir is not None else cfg.data.data_dir)
     examples = examples.map(lambda x, y: (preprocessing.prepare(x), y))
     num_classes = model.label_classifier.output_shape[-1]
     figures = evaluate_classifier(

@@ -20,14 +20,14 @@ import keras
 import tensorflow as tf
 from omegaconf import DictConfig
 
-from dann.runs import EXPORT_DIR, load_model, load_preprocessing
+from dann.runs import EXPORT_DIR, load_config, load_model, load_preprocessing
 
 
 def export_run(run_dir: str | Path) -> Path:
     """Writes the SavedModel and `.keras` file of the finished run `run_dir`; returns the SavedModel's path."""
     run_dir = Path(run_dir)
     model = load_model(run_dir)
-    preprocessing = load_preprocessing(run_dir)
+    preprocessing = load_preprocessing(load_config(run_dir))
     if preprocessing is not None:
         spec, normalize = tf.TensorSpec((None, *preprocessing.input_shape), tf.uint8), preprocessing.normalize
     else:  # vectors, already float32: the model's own input shape

@@ -193,31 +193,29 @@ def gradient_flow(algorithm: Algorithm, source_x, source_y, target_x, lambda_: f
     """
     model = algorithm.model
     expected = algorithm.gradient_paths()
+    components = model.components.items()
     with tf.GradientTape(persistent=True) as tape:
         terms = algorithm.forward(source_x, source_y, target_x, tf.constant(lambda_, tf.float32), training=False)
-    norms: dict[str, dict[str, float | None]] = {}
-    partial = []
-    for loss_name in expected:
-        norms[loss_name] = {}
-        for component, network in model.components.items():
-            gradients = tape.gradient(terms[loss_name], network.trainable_variables)
-            norms[loss_name][component] = _norm(gradients)
-            if 0 < sum(g is not None for g in gradients) < len(gradients):
-                partial.append((loss_name, component))
+    gradients = {
+        loss_name: {component: tape.gradient(terms[loss_name], network.trainable_variables) for component, network in components}
+        for loss_name in expected
+    }
+    norms = {loss_name: {component: _norm(g) for component, g in per_loss.items()} for loss_name, per_loss in gradients.items()}
+    partial = [
+        (loss_name, component)
+        for loss_name, per_loss in gradients.items()
+        for component, g in per_loss.items()
+        if 0 < sum(gradient is not None for gradient in g) < len(g)
+    ]
     constants = {
-        name: [
-            c
-            for c, network in model.components.items()
-            if any(g is not None for g in tape.gradient(terms[name], network.trainable_variables))
-        ]
+        name: [c for c, network in components if any(g is not None for g in tape.gradient(terms[name], network.trainable_variables))]
         for name in algorithm.CONSTANTS
         if name in terms
     }
     reversed_loss = algorithm.REVERSED_LOSS
     scale = None
     if reversed_loss is not None:
-        through_model = tape.gradient(terms[reversed_loss], model.feature_extractor.trainable_variables)
-        scale = _reversal_scale(algorithm, source_x, source_y, target_x, through_model)
+        scale = _reversal_scale(algorithm, source_x, source_y, target_x, gradients[reversed_loss]["feature_extractor"])
     del tape
     return GradientFlow(norms, expected, lambda_, scale, reversed_loss, partial, constants)
 

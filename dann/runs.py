@@ -72,12 +72,11 @@ def load_results(run_dir: str | Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def load_preprocessing(run_dir: str | Path) -> ImagePreprocessing | None:
-    """The image preprocessing a run trained with, or `None` for data that needs none (vectors)."""
+def load_preprocessing(cfg: DictConfig) -> ImagePreprocessing | None:
+    """The image preprocessing of a run's config (`load_config`), or `None` for data that needs none (vectors)."""
     from hydra.utils import instantiate  # only here, so that `import dann` stays free of Hydra
 
-    data_cfg = load_config(run_dir).data
-    return instantiate(data_cfg.preprocessing) if "preprocessing" in data_cfg else None
+    return instantiate(cfg.data.preprocessing) if "preprocessing" in cfg.data else None
 
 
 def evaluation_file(run_dir: str | Path, dataset: str, split: str) -> Path:

@@ -57,9 +57,9 @@ class VADA(DANN):
         self.check_hyperparameters(source_vat_weight=source_vat_weight, vat_radius=vat_radius)
         self.source_vat_weight = source_vat_weight
         self.vat_radius = vat_radius
-        with (machinery.get("strategy") or tf.distribute.get_strategy()).scope():
-            self.vat_noise = tf.random.Generator.from_seed(seed)
         super().__init__(model, optimizer, adaptation_schedule, total_steps, domain_loss_weight, target_entropy_weight, **machinery)
+        with self.strategy.scope():
+            self.vat_noise = tf.random.Generator.from_seed(seed)
 
     def checkpoint_state(self) -> dict[str, tf.Module]:
         return {"vat_noise": self.vat_noise}
@@ -155,14 +155,6 @@ class DIRTT(VADA):
         self.refinement_start = round(total_steps * (1.0 - refinement_fraction))
         self.teacher_weight = target_entropy_weight if teacher_weight is None else teacher_weight
         self.teacher_update_every = int(teacher_update_every)
-        strategy = machinery.get("strategy") or tf.distribute.get_strategy()
-        with strategy.scope():
-            self.teacher = keras.Sequential(
-                [keras.models.clone_model(model.feature_extractor), keras.models.clone_model(model.label_classifier)], name="teacher"
-            )
-            self.teacher.build(model.feature_extractor.inputs[0].shape)
-            self.teacher.trainable = False
-            self.refining = tf.Variable(0.0, trainable=False, name="refining")  # 1.0 once refinement has begun
         super().__init__(
             model,
             optimizer,
@@ -175,6 +167,13 @@ class DIRTT(VADA):
             seed,
             **machinery,
         )
+        with self.strategy.scope():
+            self.teacher = keras.Sequential(
+                [keras.models.clone_model(model.feature_extractor), keras.models.clone_model(model.label_classifier)], name="teacher"
+            )
+            self.teacher.build(model.feature_extractor.inputs[0].shape)
+            self.teacher.trainable = False
+            self.refining = tf.Variable(0.0, trainable=False, name="refining")  # 1.0 once refinement has begun
 
     def before_update(self, step: tf.Tensor) -> None:
         """Enters refinement at its first step, and takes a teacher snapshot every `teacher_update_every` steps of it."""
