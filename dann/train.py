@@ -4,7 +4,7 @@ A finished run directory (`hydra.run.dir`) holds:
   config.yaml     the resolved config
   metrics.jsonl   one JSON line per logging or evaluation interval (and tensorboard/, the same
                   as TensorBoard events; checkpoints/, see `dann.loop`)
-  results.json    final accuracies, steps, train_seconds, seed, and domain separability
+  results.json    final accuracies (and the splits they are of), steps, train_seconds, seed, and domain separability
                   (domain classifier accuracy, proxy A-distance of inputs and of features)
   model.keras     the trained `DANNModel`; load it with `dann.load_model(run_dir)`
   *.png           learning curves and feature embeddings (`dann.plot`), with the `plot` extra
@@ -78,6 +78,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         raise
     model.save(run_dir / MODEL_FILE)
     results["seed"] = cfg.seed
+    results.update(datasets.splits)  # which splits the accuracies are of
     results.update(domain_metrics(model, datasets, seed=cfg.seed))
     write_atomically(run_dir / RESULTS_FILE, json.dumps(results, indent=2) + "\n")  # last: it marks the run finished
     log.info("results in %s: %s", run_dir, results)

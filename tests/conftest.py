@@ -16,7 +16,7 @@ _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 import tensorflow_datasets as tfds  # noqa: E402
-from tests_support import SMALL_SPLIT, TINY_OVERRIDES  # noqa: E402
+from tests_support import SMALL_SPLIT, TINY_OVERRIDES, write_original_mnist_m  # noqa: E402
 
 from dann.config import compose_config  # noqa: E402
 from dann.data.mnist_m import BSDS500_TRAIN_DIR  # noqa: E402
@@ -56,3 +56,13 @@ def small_mnist_m_dir(offline_data_dir) -> Path:
     builder = tfds.builder("mnist_m", data_dir=offline_data_dir)
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(max_examples_per_split=SMALL_SPLIT))
     return offline_data_dir
+
+
+@pytest.fixture(scope="session")
+def small_genuine_dir(small_mnist_m_dir) -> Path:
+    """`small_mnist_m_dir` with mnist_m/original built from a small fixture of both splits (30 train, 10 test images)."""
+    manual = small_mnist_m_dir / "downloads" / "manual"
+    for split, count in (("train", 30), ("test", 10)):
+        write_original_mnist_m(manual, split, count)
+    tfds.builder("mnist_m/original", data_dir=small_mnist_m_dir).download_and_prepare()
+    return small_mnist_m_dir

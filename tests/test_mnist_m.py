@@ -108,10 +108,22 @@ def test_original_import_from_the_archive(tmp_path):
 @pytest.mark.parametrize(
     "damage, message",
     [
-        (lambda folder, labels: labels.write_text("00000000.png 3\n00000001.png seven\n"), r"labels.txt, line 2"),
-        (lambda folder, labels: labels.write_text("00000000.png 3\nmissing.png 1\n"), r"missing.png \(listed in .*line 2\)"),
+        (lambda folder, labels: labels.write_text("00000000.png 3\n00000001.png seven\n00000002.png 2\n"), r"labels.txt, line 2"),
+        (  # an extra line
+            lambda folder, labels: labels.write_text("00000000.png 3\n00000001.png 1\n00000002.png 2\nmissing.png 1\n"),
+            r"labels.txt, line 4: missing.png is not in .*mnist_m_test",
+        ),
+        (  # a missing line
+            lambda folder, labels: labels.write_text("00000000.png 3\n00000002.png 2\n"),
+            r"labels.txt has no line for 1 of the 3 images .* 00000001.png \(line 2",
+        ),
+        (
+            lambda folder, labels: labels.write_text("00000000.png 3\n00000001.png 1\n00000002.png 2\n00000001.png 1\n"),
+            r"labels.txt, line 4: 00000001.png is listed again \(first on line 2\)",
+        ),
         (lambda folder, labels: (folder / "00000001.png").write_bytes(b"not a png"), r"00000001.png .*line 2.* not a readable PNG"),
     ],
+    ids=["bad label", "extra line", "missing line", "duplicate line", "corrupt png"],
 )
 def test_original_import_errors_name_the_file_and_line(tmp_path, damage, message):
     manual = tmp_path / "downloads" / "manual"

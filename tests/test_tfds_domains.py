@@ -1,13 +1,17 @@
-"""TFDS source/target domains: preprocessing, batching, and refusing mismatched label spaces."""
+"""TFDS source/target domains: preprocessing, batching, choosing splits, and refusing mismatched label spaces or overlapping splits."""
+
+import json
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
-from tests_support import SMALL_SPLIT
+from tests_support import SMALL_SPLIT, TINY_OVERRIDES, write_original_mnist_m
 
-from dann.data import ImagePreprocessing, RandomInversion, tfds_domains, training_batches
-from dann.data.tfds_domains import check_same_label_space
+from dann.config import compose_config
+from dann.data import ImagePreprocessing, MissingDataError, RandomInversion, tfds_domains, training_batches
+from dann.data.tfds_domains import check_disjoint, check_same_label_space, choose_split
+from dann.train import train
 
 
 def test_preprocessing_converts_channels_resizes_and_normalises():
@@ -73,3 +77,46 @@ def test_random_inversion_inverts_whole_images_at_the_rate():
     np.testing.assert_array_equal(RandomInversion(rate=0.0)(images, seed).numpy(), images.numpy())
     with pytest.raises(ValueError, match="rate"):
         RandomInversion(rate=1.5)
+
+
+def _original_with_train_only(tmp_path, count=30):
+    write_original_mnist_m(tmp_path / "downloads" / "manual", "train", count)
+    builder = tfds.builder("mnist_m/original", data_dir=tmp_path)
+    builder.download_and_prepare()
+    return builder
+
+
+def test_a_split_list_chooses_the_first_the_dataset_has(tmp_path):
+    builder = _original_with_train_only(tmp_path)
+    assert choose_split(builder, "mnist_m/original", ["test", "train[20:]"]) == "train[20:]"
+    assert choose_split(builder, "mnist_m/original", "train[:20]") == "train[:20]"
+    with pytest.raises(MissingDataError, match=r"none of the splits \['test', 'train\[50000:\]'\] with examples"):
+        choose_split(builder, "mnist_m/original", ["test", "train[50000:]"])
+    with pytest.raises(MissingDataError, match=r"'train\[50000:\]' selects no examples .*train \(30 examples\)"):
+        choose_split(builder, "mnist_m/original", "train[50000:]")
+
+
+def test_a_test_split_that_overlaps_the_training_split_is_refused(tmp_path):
+    builder = _original_with_train_only(tmp_path)
+    check_disjoint(builder, "mnist_m/original", "train[:20]", "train[20:]")
+    with pytest.raises(ValueError, match=r"'train\[15:\]' shares 5 examples with the training split 'train\[:20\]'"):
+        check_disjoint(builder, "mnist_m/original", "train[:20]", "train[15:]")
+    with pytest.raises(ValueError, match="shares 30 examples"):
+        check_disjoint(builder, "mnist_m/original", "train", "train[:50%]+train[50%:]")
+
+
+def test_genuine_experiment_reports_on_the_official_test_split_when_built(small_genuine_dir, tmp_path):
+    # The fixture's train split holds 30 images, fewer than the protocol's 50,000 (TFDS refuses a slice past the end).
+    overrides = ['data.target_train_split="train[:20]"', *TINY_OVERRIDES]
+    cfg = compose_config(["+experiment=mnist_m_genuine", f"data.data_dir={small_genuine_dir}", *overrides])
+    results = train(cfg, tmp_path / "run")
+    assert (results["target_train_split"], results["target_test_split"]) == ("train[:20]", "test")
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["target_test_split"] == "test"
+
+
+def test_genuine_experiment_refuses_a_dev_split_inside_the_training_split(small_genuine_dir, tmp_path):
+    overrides = ['data.target_train_split="train[:20]"', 'data.target_test_split="train[15:]"']
+    cfg = compose_config(["+experiment=mnist_m_genuine", f"data.data_dir={small_genuine_dir}", *overrides])
+    with pytest.raises(ValueError, match="shares 5 examples"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -38,6 +38,7 @@ NON_NEGATIVE = Rule(">= 0", lambda value: value >= 0)
 POSITIVE = Rule("> 0", lambda value: value > 0)
 FRACTION = Rule("in [0, 1)", lambda value: 0 <= value < 1)
 POSITIVE_INTEGER = Rule("an integer >= 1", lambda value: int(value) == value and value >= 1)
+NON_NEGATIVE_INTEGER = Rule("an integer >= 0", lambda value: int(value) == value and value >= 0)
 
 
 class Algorithm:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from dann import losses
-from dann.algorithms.base import ADVERSARY, CLASSIFIER, NON_NEGATIVE, Algorithm, Metrics, accuracy
+from dann.algorithms.base import ADVERSARY, CLASSIFIER, FRACTION, NON_NEGATIVE, NON_NEGATIVE_INTEGER, Algorithm, Metrics, accuracy
+from dann.self_training import pseudo_label_terms
 
 
 class DANN(Algorithm):
@@ -14,17 +15,24 @@ class DANN(Algorithm):
     Minimises, over the feature extractor `G_f`, the label classifier `G_y` and the domain
     classifier `G_d`, with the reversal `R_lambda` (identity forward, `-lambda` backward):
 
-        L = L_y(G_y(G_f(x_s)), y_s) + w_d * L_d(G_d(R_lambda(G_f(x))), d) + w_e * H(G_y(G_f(x_t)))
+        L = L_y(G_y(G_f(x_s)), y_s) + w_d * L_d(G_d(R_lambda(G_f(x))), d) + w_e * H(G_y(G_f(x_t))) + w_p * L_p(x_t)
 
     `L_y` is the source cross-entropy, `L_d` the binary cross-entropy of the domain labels
     `d` (0 source, 1 target) on both batches, and `H` the mean prediction entropy on the
     target batch (entropy minimisation, Grandvalet & Bengio, 2005; 0 is the paper's DANN).
-    `G_d` minimises `L_d`; through the reversal, `G_f` maximises it.
+    `G_d` minimises `L_d`; through the reversal, `G_f` maximises it. `L_p` is self-training
+    on the target: confident predictions as labels of augmented copies (`dann.self_training`;
+    0, the default, skips it and its extra pass over the target batch).
 
     Args:
         model, optimizer, adaptation_schedule, total_steps: see `Algorithm`.
         domain_loss_weight: `w_d`, >= 0.
         target_entropy_weight: `w_e`, >= 0.
+        pseudo_label_weight: `w_p`, >= 0.
+        pseudo_label_threshold: the confidence a pseudo-label needs, in [0, 1).
+        pseudo_label_shift: the augmentation's largest translation, in pixels (images only).
+        pseudo_label_noise: the standard deviation of the augmentation's Gaussian noise, in input units.
+        seed: seed of the augmentation's random draws (the config passes the run's `seed`).
         **machinery: `jit_compile`, `strategy`, `feature_pass` (see `Algorithm`).
 
     Example:
@@ -32,8 +40,16 @@ class DANN(Algorithm):
         >>> metrics = algorithm.update(source_x, source_y, target_x, step=tf.constant(0))
     """
 
-    HYPERPARAMETERS = {"domain_loss_weight": NON_NEGATIVE, "target_entropy_weight": NON_NEGATIVE}
+    HYPERPARAMETERS = {
+        "domain_loss_weight": NON_NEGATIVE,
+        "target_entropy_weight": NON_NEGATIVE,
+        "pseudo_label_weight": NON_NEGATIVE,
+        "pseudo_label_threshold": FRACTION,
+        "pseudo_label_shift": NON_NEGATIVE_INTEGER,
+        "pseudo_label_noise": NON_NEGATIVE,
+    }
     REVERSED_LOSS = "domain_loss"
+    CONSTANTS = ("pseudo_label_confidence",)
 
     def __init__(
         self,
@@ -43,31 +59,73 @@ class DANN(Algorithm):
         total_steps,
         domain_loss_weight: float = 1.0,
         target_entropy_weight: float = 0.0,
+        pseudo_label_weight: float = 0.0,
+        pseudo_label_threshold: float = 0.95,
+        pseudo_label_shift: int = 2,
+        pseudo_label_noise: float = 0.1,
+        seed: int = 0,
         **machinery,
     ):
-        self.check_hyperparameters(domain_loss_weight=domain_loss_weight, target_entropy_weight=target_entropy_weight)
+        self.check_hyperparameters(
+            domain_loss_weight=domain_loss_weight,
+            target_entropy_weight=target_entropy_weight,
+            pseudo_label_weight=pseudo_label_weight,
+            pseudo_label_threshold=pseudo_label_threshold,
+            pseudo_label_shift=pseudo_label_shift,
+            pseudo_label_noise=pseudo_label_noise,
+        )
         if adaptation_schedule is None:
             raise ValueError(f"{type(self).__name__} needs an adaptation_schedule (see dann.schedules); for no adaptation use SourceOnly.")
         self.domain_loss_weight = domain_loss_weight
         self.target_entropy_weight = target_entropy_weight
+        self.pseudo_label_weight = pseudo_label_weight
+        self.pseudo_label_threshold = pseudo_label_threshold
+        self.pseudo_label_shift = int(pseudo_label_shift)
+        self.pseudo_label_noise = pseudo_label_noise
         super().__init__(model, optimizer, adaptation_schedule, total_steps, **machinery)
+        with self.strategy.scope():
+            self.augmentation_noise = tf.random.Generator.from_seed(seed)
+
+    def checkpoint_state(self) -> dict[str, tf.Module]:
+        return {"augmentation_noise": self.augmentation_noise}
 
     def forward(self, source_x, source_y, target_x, lambda_, training=True) -> Metrics:
-        """`label_loss`, `domain_loss`, `target_entropy` (nats), `label_accuracy` (source batch), `domain_accuracy`."""
+        """`label_loss`, `domain_loss`, `target_entropy` (nats), `label_accuracy` (source batch), `domain_accuracy`,
+        and with `pseudo_label_weight` the terms of `dann.self_training.pseudo_label_terms`."""
         num_source = tf.shape(source_x)[0]
         features, class_logits = self.classify(source_x, target_x, training)
         domain_logits = self.model.domain_logits(features, lambda_, training=training)
-        return {**classification_terms(class_logits, source_y, num_source), **domain_terms(domain_logits, num_source)}
+        terms = {**classification_terms(class_logits, source_y, num_source), **domain_terms(domain_logits, num_source)}
+        return {**terms, **self.self_training_terms(target_x, class_logits[num_source:], training)}
+
+    def self_training_terms(self, target_x: tf.Tensor, target_logits: tf.Tensor, training: bool) -> Metrics:
+        """The pseudo-label terms of the target batch `(N_t, ...)` with its logits `(N_t, C)`; none when the weight is 0."""
+        if not self.pseudo_label_weight:
+            return {}
+        return pseudo_label_terms(
+            lambda inputs: self.model(inputs, training=training),
+            target_x,
+            target_logits,
+            self.pseudo_label_threshold,
+            self.pseudo_label_shift,
+            self.pseudo_label_noise,
+            self.augmentation_noise,
+        )
 
     def total_loss(self, terms: Metrics) -> tf.Tensor:
-        """`label_loss + domain_loss_weight * domain_loss + target_entropy_weight * target_entropy`."""
+        """`label_loss + domain_loss_weight * domain_loss + target_entropy_weight * target_entropy` (+ the pseudo-label loss)."""
         loss = terms["label_loss"] + self.domain_loss_weight * terms["domain_loss"]
         if self.target_entropy_weight:
             loss += self.target_entropy_weight * terms["target_entropy"]
+        if self.pseudo_label_weight:
+            loss += self.pseudo_label_weight * terms["pseudo_label_loss"]
         return loss
 
     def gradient_paths(self) -> dict[str, frozenset[str]]:
-        return {"label_loss": CLASSIFIER, "domain_loss": ADVERSARY, "target_entropy": CLASSIFIER}
+        paths = {"label_loss": CLASSIFIER, "domain_loss": ADVERSARY, "target_entropy": CLASSIFIER}
+        if self.pseudo_label_weight:
+            paths["pseudo_label_loss"] = CLASSIFIER
+        return paths
 
 
 def classification_terms(class_logits: tf.Tensor, source_y: tf.Tensor, num_source: tf.Tensor) -> Metrics:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import tensorflow as tf
@@ -31,6 +31,8 @@ class DomainDatasets:
             or test batches; `seed` is a `(2,)` int64 seed for stateless random ops, drawn
             from the shuffling seed, so augmentation is reproducible and the pipeline's
             position can be checkpointed.
+        splits: which split each part was read from, for the run's results, e.g.
+            `{"target_test_split": "train[50000:]"}`; empty when the data has no named splits.
     """
 
     source_train: tf.data.Dataset
@@ -41,6 +43,7 @@ class DomainDatasets:
     input_shape: tuple[int, ...]
     normalize: Normalizer | None = None
     augment_source: Augmentation | None = None
+    splits: dict[str, str] = field(default_factory=dict)
 
 
 def training_batches(datasets: DomainDatasets, batch_size: int, seed: int) -> tf.data.Dataset:

@@ -138,19 +138,9 @@ class MnistM(tfds.core.GeneratorBasedBuilder):
             yield index, {"image": blend(digit, patch), "label": int(label)}
 
     def _generate_original(self, image_dir: Path, labels_path: Path) -> Iterator:
-        if not labels_path.exists():
-            raise MissingDataError(f"{labels_path} is missing: the images in {image_dir} have no labels.")
         side = self.builder_config.image_size
-        for line_number, line in enumerate(labels_path.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            fields = line.split()
-            if len(fields) != 2 or not fields[1].isdigit() or not 0 <= int(fields[1]) <= 9:
-                raise CorruptDataError(f"{labels_path}, line {line_number}: expected '<file name> <label 0-9>', got {line!r}.")
-            name, label = fields
+        for line_number, name, label in read_labels(labels_path, image_dir):
             image_path = image_dir / name
-            if not image_path.exists():
-                raise MissingDataError(f"{image_path} (listed in {labels_path}, line {line_number}) does not exist.")
             try:
                 image = tf.io.decode_png(image_path.read_bytes(), channels=3).numpy()
             except tf.errors.InvalidArgumentError as error:
@@ -159,7 +149,44 @@ class MnistM(tfds.core.GeneratorBasedBuilder):
                 ) from None
             if image.shape[:2] != (side, side):
                 raise CorruptDataError(f"{image_path}: expected {side}x{side} pixels, got {image.shape[1]}x{image.shape[0]}.")
-            yield name, {"image": image, "label": int(label)}
+            yield name, {"image": image, "label": label}
+
+
+def read_labels(labels_path: Path, image_dir: Path) -> list[tuple[int, str, int]]:
+    """`(line number, file name, label)` of each line of an MNIST-M labels file, checked against `image_dir`'s PNGs.
+
+    Checked before any image is decoded: every line is `<file name> <label 0-9>`, names no file
+    twice and no file absent from `image_dir`, and every PNG there has a line.
+
+    Raises:
+        MissingDataError: when the labels file is absent.
+        CorruptDataError: naming the file and line at fault.
+    """
+    if not labels_path.exists():
+        raise MissingDataError(f"{labels_path} is missing: the images in {image_dir} have no labels.")
+    images = sorted(path.name for path in image_dir.glob("*.png")) if image_dir.is_dir() else []
+    on_disk, listed, entries = set(images), {}, []
+    for line_number, line in enumerate(labels_path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split()
+        if len(fields) != 2 or not fields[1].isdigit() or not 0 <= int(fields[1]) <= 9:
+            raise CorruptDataError(f"{labels_path}, line {line_number}: expected '<file name> <label 0-9>', got {line!r}.")
+        name = fields[0]
+        if name in listed:
+            raise CorruptDataError(f"{labels_path}, line {line_number}: {name} is listed again (first on line {listed[name]}).")
+        if name not in on_disk:
+            raise MissingDataError(f"{labels_path}, line {line_number}: {name} is not in {image_dir}; the line is extra or the image is missing.")
+        listed[name] = line_number
+        entries.append((line_number, name, int(fields[1])))
+    unlabelled = [name for name in images if name not in listed]
+    if unlabelled:
+        expected_line = images.index(unlabelled[0]) + 1
+        raise CorruptDataError(
+            f"{labels_path} has no line for {len(unlabelled)} of the {len(images)} images in {image_dir}, the first "
+            f"{unlabelled[0]} (line {expected_line} in file-name order): the labels file is incomplete."
+        )
+    return entries
 
 
 def _mnist_split(split: str, data_dir: os.PathLike) -> tuple[np.ndarray, np.ndarray]:

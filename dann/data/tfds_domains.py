@@ -7,7 +7,7 @@ Any pair of TFDS image-classification datasets with the same classes works, e.g.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -108,14 +108,23 @@ def load_split(name: str, split: str, data_dir: str | None = None) -> tf.data.Da
 
 
 def _supervised_split(builder: tfds.core.DatasetBuilder, name: str, split: str) -> tf.data.Dataset:
-    base_split = split.split("[")[0]
-    if base_split not in builder.info.splits:
-        raise MissingDataError(
-            f"{name} has no split '{base_split}' in {builder.data_dir} (it has: {', '.join(builder.info.splits) or 'none'}). "
-            "A split whose files were absent when the dataset was built is not generated: add them and rebuild "
-            f"(delete {builder.data_dir})."
-        )
+    _check_splits_exist(builder, name, split)
     return builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+
+
+def _check_splits_exist(builder: tfds.core.DatasetBuilder, name: str, spec: str) -> None:
+    """Raises `MissingDataError` when a split that `spec` (`"train[:10]+test"`) reads is not in `builder`."""
+    for part in spec.split("+"):
+        base_split = part.split("[")[0].strip()
+        if base_split not in builder.info.splits:
+            raise MissingDataError(
+                f"{name} has no split '{base_split}' in {builder.data_dir} (it has: {', '.join(builder.info.splits) or 'none'}). "
+                "A split whose files were absent when the dataset was built is not generated: add them and rebuild "
+                f"(delete {builder.data_dir})."
+            )
+
+
+SplitChoice = str | Sequence[str]
 
 
 def tfds_domains(
@@ -124,10 +133,10 @@ def tfds_domains(
     data_dir: str | None = None,
     preprocessing: ImagePreprocessing = ImagePreprocessing(),
     source_augmentation: Callable[[tf.Tensor], tf.Tensor] | None = None,
-    source_train_split: str = "train",
-    target_train_split: str = "train",
-    source_test_split: str = "test",
-    target_test_split: str = "test",
+    source_train_split: SplitChoice = "train",
+    target_train_split: SplitChoice = "train",
+    source_test_split: SplitChoice = "test",
+    target_test_split: SplitChoice = "test",
 ) -> DomainDatasets:
     """Source and target domains from TFDS names, preprocessed alike.
 
@@ -138,29 +147,97 @@ def tfds_domains(
         preprocessing: how images become inputs, the same for both domains.
         source_augmentation: applied to uint8 source training batches, e.g. `RandomInversion()`.
         source_train_split, target_train_split, source_test_split, target_test_split:
-            TFDS split names, slicing allowed (`"train[:512]"`).
+            TFDS split names, slicing allowed (`"train[:512]"`), or a list of them: the
+            first that the dataset has, e.g. `["test", "train[50000:]"]` (the official
+            test split when it was built, else a held-out slice of train). The choices
+            made are in the result's `splits`.
 
     Raises:
-        ValueError: when the two datasets' label spaces differ.
+        ValueError: when the two datasets' label spaces differ, or a domain's test split
+            shares examples with its training split.
+        MissingDataError: when no choice of a split is in its dataset.
     """
     builders = {name: dataset_builder(name, data_dir) for name in (source, target)}
     labels = {name: builder.info.features["label"] for name, builder in builders.items()}
     check_same_label_space(source, labels[source], target, labels[target])
+    splits = {
+        "source_train_split": choose_split(builders[source], source, source_train_split),
+        "target_train_split": choose_split(builders[target], target, target_train_split),
+        "source_test_split": choose_split(builders[source], source, source_test_split),
+        "target_test_split": choose_split(builders[target], target, target_test_split),
+    }
+    for domain, name in (("source", source), ("target", target)):
+        check_disjoint(builders[name], name, splits[f"{domain}_train_split"], splits[f"{domain}_test_split"])
 
     def split(name: str, split_name: str) -> tf.data.Dataset:
         examples = _supervised_split(builders[name], name, split_name)
         return examples.map(lambda x, y: (preprocessing.prepare(x), y), num_parallel_calls=tf.data.AUTOTUNE)
 
     return DomainDatasets(
-        source_train=split(source, source_train_split),
-        target_train=split(target, target_train_split),
-        source_test=split(source, source_test_split),
-        target_test=split(target, target_test_split),
+        source_train=split(source, splits["source_train_split"]),
+        target_train=split(target, splits["target_train_split"]),
+        source_test=split(source, splits["source_test_split"]),
+        target_test=split(target, splits["target_test_split"]),
         num_classes=labels[source].num_classes,
         input_shape=preprocessing.input_shape,
         normalize=preprocessing.normalize,
         augment_source=source_augmentation,
+        splits=splits,
     )
+
+
+def choose_split(builder: tfds.core.DatasetBuilder, name: str, choice: SplitChoice) -> str:
+    """`choice` if it is one split; of a list, the first whose splits `builder` has and that holds examples.
+
+    Raises:
+        MissingDataError: when none does, or the one split `choice` selects no examples.
+    """
+    alternatives = [choice] if isinstance(choice, str) else list(choice)
+    for spec in alternatives:
+        if _num_examples(builder, spec):
+            return spec
+    if isinstance(choice, str):
+        _check_splits_exist(builder, name, choice)
+        raise MissingDataError(f"{name} split {choice!r} selects no examples ({name} has: {_split_sizes(builder)}).")
+    raise MissingDataError(
+        f"{name} has none of the splits {alternatives} with examples in {builder.data_dir} (it has: {_split_sizes(builder)}). "
+        "A split whose files were absent when the dataset was built is not generated: add them and rebuild "
+        f"(delete {builder.data_dir})."
+    )
+
+
+def check_disjoint(builder: tfds.core.DatasetBuilder, name: str, train_split: str, test_split: str) -> None:
+    """Raises `ValueError` when the examples of `test_split` and `train_split` of `builder` overlap."""
+    trained = {}
+    for split, examples in _example_ranges(builder, train_split):
+        trained.setdefault(split, set()).update(examples)
+    shared = sum(len(trained.get(split, set()).intersection(examples)) for split, examples in _example_ranges(builder, test_split))
+    if shared:
+        raise ValueError(
+            f"{name}: the test split {test_split!r} shares {shared} examples with the training split {train_split!r}; "
+            "accuracy on examples trained on is not a test. Make them disjoint, e.g. train[:50000] and train[50000:]."
+        )
+
+
+def _num_examples(builder: tfds.core.DatasetBuilder, spec: str) -> int:
+    """How many examples split `spec` selects; 0 when a split is absent or a slice lies beyond its end."""
+    try:
+        return sum(len(examples) for _, examples in _example_ranges(builder, spec))
+    except ValueError:
+        return 0
+
+
+def _example_ranges(builder: tfds.core.DatasetBuilder, spec: str) -> list[tuple[str, range]]:
+    """`(split, example indices)` that split `spec` reads (`"train[:10]+test"`); `ValueError` if a split is absent."""
+    ranges = []
+    for instruction in tfds.core.ReadInstruction.from_spec(spec).to_absolute(builder.info.splits):
+        end = builder.info.splits[instruction.splitname].num_examples if instruction.to is None else instruction.to
+        ranges.append((instruction.splitname, range(instruction.from_ or 0, end)))
+    return ranges
+
+
+def _split_sizes(builder: tfds.core.DatasetBuilder) -> str:
+    return ", ".join(f"{split} ({info.num_examples} examples)" for split, info in builder.info.splits.items()) or "no splits"
 
 
 def check_same_label_space(
