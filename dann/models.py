@@ -289,6 +289,24 @@ def build_dann_model(
     return model
 
 
+def frozen_classifier(model: DANNModel, name: str) -> keras.Sequential:
+    """A non-trainable copy of `model`'s classifier (feature extractor, then label classifier), with its current weights.
+
+    The teachers of self-training and DIRT-T; `classifier_weights(model)` lists the weights in the copy's order.
+    """
+    parts = [keras.models.clone_model(model.feature_extractor), keras.models.clone_model(model.label_classifier)]
+    copy = keras.Sequential(parts, name=name)
+    copy.build(model.feature_extractor.inputs[0].shape)
+    copy.trainable = False
+    copy.set_weights([weight.numpy() for weight in classifier_weights(model)])
+    return copy
+
+
+def classifier_weights(model: DANNModel) -> list:
+    """The weights of `model`'s feature extractor, then of its label classifier (the order of `frozen_classifier`)."""
+    return model.feature_extractor.weights + model.label_classifier.weights
+
+
 def _check_units(name: str, units: Sequence[int], allow_empty: bool) -> None:
     if (not units and not allow_empty) or any(int(u) < 1 for u in units):
         raise ValueError(f"{name}: layer widths must be positive integers. Received: {list(units)}")

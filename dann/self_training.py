@@ -83,4 +83,3 @@ def pseudo_label_terms(
         "pseudo_label_share": tf.reduce_mean(mask),
         "pseudo_label_confidence": confidence,
     }
-

@@ -2,12 +2,15 @@
 
     python scripts/mnist_m_table.py --seeds 0 1 2 --runs-dir runs/mnist_m_table
     python scripts/mnist_m_table.py --rows "mnist_m algorithm=vada" --seeds 0
+    python scripts/mnist_m_table.py --rows mnist_m_genuine --data mnist_m_genuine
 
 A row is an experiment and optional overrides, e.g. `"mnist_m algorithm=vada"`; each run is
 `python -m dann.train +experiment=NAME [OVERRIDES] seed=S hydra.run.dir=<runs-dir>/<row>/seed<S>`;
 a run whose results.json exists is not repeated, so the script can be stopped and resumed.
-Build the dataset first (the first run does it otherwise, and its wall time includes the build):
-`python -c "import dann.data as d; d.dataset_builder('mnist_m')"`.
+`--data` runs every row on other data too, as `data=<name>` (e.g. `mnist_m_genuine`: the
+genuine MNIST-M, `configs/data/`), in `<runs-dir>/<name>/<row>/seed<S>`, and gives each a
+column. Build the datasets first (the first run does it otherwise, and its wall time includes
+the build): `python -c "import dann.data as d; d.dataset_builder('mnist_m')"`.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ PAPER = {
     "mnist_m algorithm=target_only": 0.9596,
     "mnist_m algorithm=vada": 0.957,
     "mnist_m algorithm=dirt_t": 0.987,
+    "mnist_m_genuine": 0.7666,
 }
 ROWS = {
     "mnist_m_source_only": "source only (lower bound)",
@@ -48,13 +52,17 @@ ROWS = {
     "mnist_m_target_only": "train on target (upper bound)",
     "mnist_m algorithm=source_only": "source only, dann's recipe",
     "mnist_m algorithm=target_only": "train on target, dann's recipe",
+    "mnist_m_genuine": "DANN + self-training, dann's genuine MNIST-M recipe",
 }
 
 
-def run(row: str, seed: int, runs_dir: Path, overrides: list[str]) -> dict:
-    """The results of row `row` ("EXPERIMENT [OVERRIDE ...]") at `seed`, trained unless `results.json` exists."""
+def run(row: str, data: str | None, seed: int, runs_dir: Path, overrides: list[str]) -> dict:
+    """The results of row `row` ("EXPERIMENT [OVERRIDE ...]") on `data` (`None`: the experiment's) at `seed`,
+    trained unless `results.json` exists."""
     experiment, *row_overrides = row.split()
-    run_dir = runs_dir / "-".join([experiment, *(o.split("=", 1)[1] for o in row_overrides)]) / f"seed{seed}"
+    if data is not None:
+        runs_dir, row_overrides = runs_dir / data, [*row_overrides, f"data={data}"]
+    run_dir = runs_dir / "-".join([experiment, *(o.split("=", 1)[1] for o in row_overrides if not o.startswith("data="))]) / f"seed{seed}"
     results_path = run_dir / "results.json"
     if not results_path.exists():
         command = [
@@ -80,27 +88,44 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--rows", nargs="+", default=list(ROWS), help='rows, each "EXPERIMENT [OVERRIDE ...]" (default: all of ROWS)')
+    parser.add_argument("--data", nargs="+", help="run every row on each of these data configs too (default: each experiment's own)")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/mnist_m_table"))
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. data.data_dir=...")
     args = parser.parse_args()
 
-    table = {row: [run(row, seed, args.runs_dir, args.overrides) for seed in args.seeds] for row in args.rows}
-    print(f"\nMNIST -> MNIST-M test accuracy; {device_name()}, TensorFlow {tf.__version__}, seeds {args.seeds}\n")
-    columns = ["method", "command (`+experiment=...`)", "paper", "target acc. mean ± std", "per seed", "source acc."]
-    columns += ["PAD inputs -> features", "wall s / run (median)"]
+    datas = args.data or [None]
+    table = {
+        row: {data: [run(row, data, seed, args.runs_dir, args.overrides) for seed in args.seeds] for data in datas} for row in args.rows
+    }
+    print(f"\nMNIST -> MNIST-M target accuracy; {device_name()}, TensorFlow {tf.__version__}, seeds {args.seeds}\n")
+    columns = ["method", "command (`+experiment=...`)", "paper"]
+    for data in datas:
+        name = data or "experiment's data"
+        columns += [f"{name}: target acc. mean ± std", "per seed", "source acc.", "PAD inputs -> features", "wall s / run (median)"]
     print("| " + " | ".join(columns) + " |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for row, runs in table.items():
-        target = np.array([r["target_test_accuracy"] for r in runs])
-        spread = f" ± {target.std(ddof=1):.4f}" if len(runs) > 1 else ""
-        print(
-            f"| {ROWS.get(row, row)} | `{row}` | {PAPER[row] if row in PAPER else 'n/a'} "
-            f"| {target.mean():.4f}{spread} | {' '.join(f'{t:.4f}' for t in target)} "
-            f"| {np.mean([r['source_test_accuracy'] for r in runs]):.4f} "
-            f"| {np.mean([r['proxy_a_distance_inputs'] for r in runs]):.2f} "
-            f"-> {np.mean([r['proxy_a_distance_features'] for r in runs]):.2f} "
-            f"| {np.median([r['wall_seconds'] for r in runs]):.0f} |"
-        )
+    print("|" + " --- |" * len(columns))
+    for row, by_data in table.items():
+        cells = [ROWS.get(row, row), f"`{row}`", str(PAPER.get(row, "n/a"))]
+        for runs in by_data.values():
+            cells += _cells(runs)
+        print("| " + " | ".join(cells) + " |")
+    splits = {
+        data or "experiment's data": sorted({r.get("target_test_split", "test") for b in table.values() for r in b[data]}) for data in datas
+    }
+    print("\ntarget accuracy on split:", "; ".join(f"{data}: {', '.join(names)}" for data, names in splits.items()))
+
+
+def _cells(runs: list[dict]) -> list[str]:
+    """The table cells of one row's runs on one dataset."""
+    target = np.array([r["target_test_accuracy"] for r in runs])
+    spread = f" ± {target.std(ddof=1):.4f}" if len(runs) > 1 else ""
+    return [
+        f"{target.mean():.4f}{spread}",
+        " ".join(f"{t:.4f}" for t in target),
+        f"{np.mean([r['source_test_accuracy'] for r in runs]):.4f}",
+        f"{np.mean([r['proxy_a_distance_inputs'] for r in runs]):.2f} -> {np.mean([r['proxy_a_distance_features'] for r in runs]):.2f}",
+        f"{np.median([r['wall_seconds'] for r in runs]):.0f}",
+    ]
 
 
 if __name__ == "__main__":

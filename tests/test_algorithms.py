@@ -12,6 +12,7 @@ from hydra.errors import ConfigCompositionException
 from tests_support import TINY_OVERRIDES
 
 import dann.layers
+import dann.self_training
 import dann.vat
 from dann.algorithms import CDAN, DANN, DIRTT, VADA, SourceOnly
 from dann.algorithms.dann import classification_terms, domain_terms
@@ -138,6 +139,53 @@ def test_a_constant_that_gradients_pass_through_is_caught(name, monkeypatch):
         verify_gradients(algorithm, *batch)
 
 
+SELF_TRAINING = ["algorithm.pseudo_label_weight=1", "algorithm.pseudo_label_threshold=0", "algorithm.pseudo_label_shift=0"]
+
+
+@pytest.mark.parametrize("teacher", ["algorithm.teacher_decay=0", "algorithm.teacher_decay=0.9"])
+def test_self_training_passes_the_gradient_checks(teacher):
+    algorithm, _, batch = _built("dann", *SELF_TRAINING, teacher)
+    coverage, flow = verify_gradients(algorithm, *batch)
+    assert coverage.ok and flow.ok, (coverage, flow)
+    assert flow.norms["pseudo_label_loss"]["domain_classifier"] is None
+    assert flow.norms["pseudo_label_loss"]["feature_extractor"] is not None
+
+
+def test_pseudo_labels_that_pass_gradients_are_caught(monkeypatch):
+    algorithm, _, batch = _built("dann", *SELF_TRAINING)
+    monkeypatch.setattr(dann.self_training.tf, "stop_gradient", tf.identity)  # the bug: confidence differentiable
+    with pytest.raises(GradientCoverageError, match="pseudo_label_confidence must be a constant"):
+        verify_gradients(algorithm, *batch)
+
+
+def test_mean_teacher_is_a_moving_average_of_the_weights():
+    algorithm, _, (source_x, source_y, target_x, _) = _built("dann", *SELF_TRAINING, "algorithm.teacher_decay=0.5")
+
+    def classifier():
+        return [w.numpy().copy() for w in algorithm.model.feature_extractor.weights + algorithm.model.label_classifier.weights]
+
+    expected = classifier()  # the teacher starts as a copy
+    for step in range(3):
+        before = classifier()
+        algorithm.update(source_x, source_y, target_x, tf.constant(step, tf.int64))
+        expected = [0.5 * t + 0.5 * w for t, w in zip(expected, before)]
+    for teacher_weight, value in zip(algorithm.mean_teacher.weights, expected):
+        np.testing.assert_allclose(teacher_weight.numpy(), value, rtol=1e-5, atol=1e-7)
+
+
+def test_random_translation_moves_whole_images_within_the_bound():
+    images = tf.reshape(tf.range(4 * 9 * 9, dtype=tf.float32), (4, 9, 9, 1))
+    moved = dann.self_training.random_translation(images, 2, tf.random.Generator.from_seed(0))
+    for image, shifted in zip(images.numpy(), moved.numpy()):
+        centre = shifted[2:-2, 2:-2, 0]  # never filled from the edges with shifts of at most 2
+        matches = [
+            (dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if np.array_equal(centre, image[2 - dy : 7 - dy, 2 - dx : 7 - dx, 0])
+        ]
+        assert len(matches) == 1
+    with pytest.raises(ValueError, match="pseudo_label_shift applies to images"):
+        dann.self_training.augment(tf.zeros([4, 2]), 2, 0.0, tf.random.Generator.from_seed(0))
+
+
 # Configuration.
 
 
@@ -147,10 +195,13 @@ def test_a_constant_that_gradients_pass_through_is_caught(name, monkeypatch):
         ("algorithm.vat_radius=-1", "algorithm.vat_radius must be > 0"),
         ("algorithm.refinement_fraction=1.5", r"algorithm.refinement_fraction must be in \[0, 1\)"),
         ("algorithm.teacher_update_every=0", "algorithm.teacher_update_every must be an integer >= 1"),
+        ("algorithm.pseudo_label_threshold=1", r"algorithm.pseudo_label_threshold must be in \[0, 1\)"),
+        ("algorithm.pseudo_label_shift=-1", "algorithm.pseudo_label_shift must be an integer >= 0"),
     ],
 )
 def test_hyperparameter_out_of_range_is_refused_before_any_work(override, message):
-    cfg = compose_config([*MOONS, "algorithm=dirt_t", override])
+    algorithm = "dann" if "pseudo_label" in override else "dirt_t"
+    cfg = compose_config([*MOONS, f"algorithm={algorithm}", override])
     with pytest.raises(ValueError, match=message):
         check_algorithm(cfg)
 
@@ -206,7 +257,7 @@ def test_dirt_t_refines_with_a_teacher_snapshot_on_schedule():
         algorithm.update(source_x, source_y, target_x, tf.constant(step, tf.int64))
         assert float(algorithm.refining.numpy()) == float(step >= 5)
         snapshots[step] = all(np.array_equal(t, s) for t, s in zip(teacher(), before))
-    assert [step for step, taken in snapshots.items() if taken] == [5, 8]
+    assert [step for step, taken in snapshots.items() if taken] == [0, 5, 8]  # 0: the teacher starts as a copy
 
 
 def test_cdan_model_carries_the_multilinear_map_and_reloads(tmp_path):

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from dann import losses
 from dann.algorithms.base import ADVERSARY, CLASSIFIER, FRACTION, NON_NEGATIVE, NON_NEGATIVE_INTEGER, Algorithm, Metrics, accuracy
+from dann.models import classifier_weights, frozen_classifier
 from dann.self_training import pseudo_label_terms
 
 
@@ -32,6 +33,9 @@ class DANN(Algorithm):
         pseudo_label_threshold: the confidence a pseudo-label needs, in [0, 1).
         pseudo_label_shift: the augmentation's largest translation, in pixels (images only).
         pseudo_label_noise: the standard deviation of the augmentation's Gaussian noise, in input units.
+        teacher_decay: in [0, 1); > 0 takes the pseudo-labels from a mean teacher (Tarvainen &
+            Valpola, 2017; French et al., ICLR 2018), an exponential moving average of the
+            classifier's weights with this decay per step; 0: from the model itself.
         seed: seed of the augmentation's random draws (the config passes the run's `seed`).
         **machinery: `jit_compile`, `strategy`, `feature_pass` (see `Algorithm`).
 
@@ -47,6 +51,7 @@ class DANN(Algorithm):
         "pseudo_label_threshold": FRACTION,
         "pseudo_label_shift": NON_NEGATIVE_INTEGER,
         "pseudo_label_noise": NON_NEGATIVE,
+        "teacher_decay": FRACTION,
     }
     REVERSED_LOSS = "domain_loss"
     CONSTANTS = ("pseudo_label_confidence",)
@@ -63,6 +68,7 @@ class DANN(Algorithm):
         pseudo_label_threshold: float = 0.95,
         pseudo_label_shift: int = 2,
         pseudo_label_noise: float = 0.1,
+        teacher_decay: float = 0.0,
         seed: int = 0,
         **machinery,
     ):
@@ -73,6 +79,7 @@ class DANN(Algorithm):
             pseudo_label_threshold=pseudo_label_threshold,
             pseudo_label_shift=pseudo_label_shift,
             pseudo_label_noise=pseudo_label_noise,
+            teacher_decay=teacher_decay,
         )
         if adaptation_schedule is None:
             raise ValueError(f"{type(self).__name__} needs an adaptation_schedule (see dann.schedules); for no adaptation use SourceOnly.")
@@ -82,12 +89,21 @@ class DANN(Algorithm):
         self.pseudo_label_threshold = pseudo_label_threshold
         self.pseudo_label_shift = int(pseudo_label_shift)
         self.pseudo_label_noise = pseudo_label_noise
+        self.teacher_decay = teacher_decay
         super().__init__(model, optimizer, adaptation_schedule, total_steps, **machinery)
         with self.strategy.scope():
             self.augmentation_noise = tf.random.Generator.from_seed(seed)
+            self.mean_teacher = frozen_classifier(model, name="mean_teacher") if pseudo_label_weight and teacher_decay else None
 
     def checkpoint_state(self) -> dict[str, tf.Module]:
-        return {"augmentation_noise": self.augmentation_noise}
+        state = {"augmentation_noise": self.augmentation_noise}
+        return state if self.mean_teacher is None else {**state, "mean_teacher": self.mean_teacher}
+
+    def before_update(self, step: tf.Tensor) -> None:
+        """Moves the mean teacher (if any) towards the current weights: `teacher <- d * teacher + (1 - d) * weights`."""
+        if self.mean_teacher is not None:
+            for teacher_weight, weight in zip(self.mean_teacher.weights, classifier_weights(self.model)):
+                teacher_weight.assign(self.teacher_decay * teacher_weight + (1.0 - self.teacher_decay) * weight)
 
     def forward(self, source_x, source_y, target_x, lambda_, training=True) -> Metrics:
         """`label_loss`, `domain_loss`, `target_entropy` (nats), `label_accuracy` (source batch), `domain_accuracy`,
@@ -102,6 +118,8 @@ class DANN(Algorithm):
         """The pseudo-label terms of the target batch `(N_t, ...)` with its logits `(N_t, C)`; none when the weight is 0."""
         if not self.pseudo_label_weight:
             return {}
+        if self.mean_teacher is not None:
+            target_logits = self.mean_teacher(target_x, training=False)
         return pseudo_label_terms(
             lambda inputs: self.model(inputs, training=training),
             target_x,

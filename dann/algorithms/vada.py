@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 
 from dann import losses
 from dann.algorithms.base import CLASSIFIER, FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INTEGER, Metrics
 from dann.algorithms.dann import DANN, classification_terms, domain_terms
+from dann.models import classifier_weights, frozen_classifier
 from dann.vat import virtual_adversarial_loss
 
 
@@ -168,11 +168,7 @@ class DIRTT(VADA):
             **machinery,
         )
         with self.strategy.scope():
-            self.teacher = keras.Sequential(
-                [keras.models.clone_model(model.feature_extractor), keras.models.clone_model(model.label_classifier)], name="teacher"
-            )
-            self.teacher.build(model.feature_extractor.inputs[0].shape)
-            self.teacher.trainable = False
+            self.teacher = frozen_classifier(model, name="teacher")
             self.refining = tf.Variable(0.0, trainable=False, name="refining")  # 1.0 once refinement has begun
 
     def before_update(self, step: tf.Tensor) -> None:
@@ -183,8 +179,7 @@ class DIRTT(VADA):
         tf.cond(due, self._snapshot_teacher, lambda: tf.constant(False))
 
     def _snapshot_teacher(self) -> tf.Tensor:
-        student = self.model.feature_extractor.weights + self.model.label_classifier.weights
-        for teacher_weight, student_weight in zip(self.teacher.weights, student):
+        for teacher_weight, student_weight in zip(self.teacher.weights, classifier_weights(self.model)):
             teacher_weight.assign(student_weight)
         return tf.constant(True)
 

@@ -176,7 +176,9 @@ def read_labels(labels_path: Path, image_dir: Path) -> list[tuple[int, str, int]
         if name in listed:
             raise CorruptDataError(f"{labels_path}, line {line_number}: {name} is listed again (first on line {listed[name]}).")
         if name not in on_disk:
-            raise MissingDataError(f"{labels_path}, line {line_number}: {name} is not in {image_dir}; the line is extra or the image is missing.")
+            raise MissingDataError(
+                f"{labels_path}, line {line_number}: {name} is not in {image_dir}; the line is extra or the image is missing."
+            )
         listed[name] = line_number
         entries.append((line_number, name, int(fields[1])))
     unlabelled = [name for name in images if name not in listed]
