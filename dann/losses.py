@@ -19,6 +19,18 @@ def prediction_entropy(class_logits: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(example_entropy(class_logits))
 
 
+def class_imbalance(class_logits: tf.Tensor) -> tf.Tensor:
+    """`log C - H(mean_i p_i)` of logits `(N, C)`, in nats: 0 when the batch's mean prediction is uniform over the `C` classes.
+
+    Minimised, it keeps predictions spread over the classes (the diversity term of
+    information maximisation: Krause et al., NeurIPS 2010; SHOT, Liang et al., ICML 2020).
+    """
+    logits = tf.cast(class_logits, tf.float32)
+    mean = tf.reduce_mean(tf.nn.softmax(logits), axis=0)
+    num_classes = tf.cast(tf.shape(logits)[-1], tf.float32)
+    return tf.math.log(num_classes) + tf.reduce_sum(mean * tf.math.log(mean + 1e-8))
+
+
 def example_entropy(class_logits: tf.Tensor) -> tf.Tensor:
     """`(N,)` entropy of each predicted class distribution of logits `(N, C)`, in nats."""
     logits = tf.cast(class_logits, tf.float32)

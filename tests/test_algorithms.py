@@ -143,12 +143,13 @@ SELF_TRAINING = ["algorithm.pseudo_label_weight=1", "algorithm.pseudo_label_thre
 
 
 @pytest.mark.parametrize("teacher", ["algorithm.teacher_decay=0", "algorithm.teacher_decay=0.9"])
-def test_self_training_passes_the_gradient_checks(teacher):
-    algorithm, _, batch = _built("dann", *SELF_TRAINING, teacher)
+def test_self_training_and_class_balance_pass_the_gradient_checks(teacher):
+    algorithm, _, batch = _built("dann", *SELF_TRAINING, teacher, "algorithm.class_balance_weight=1")
     coverage, flow = verify_gradients(algorithm, *batch)
     assert coverage.ok and flow.ok, (coverage, flow)
-    assert flow.norms["pseudo_label_loss"]["domain_classifier"] is None
-    assert flow.norms["pseudo_label_loss"]["feature_extractor"] is not None
+    for loss in ("pseudo_label_loss", "class_imbalance"):
+        assert flow.norms[loss]["domain_classifier"] is None
+        assert flow.norms[loss]["feature_extractor"] is not None
 
 
 def test_pseudo_labels_that_pass_gradients_are_caught(monkeypatch):

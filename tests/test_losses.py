@@ -25,3 +25,11 @@ def test_prediction_entropy_bounds():
     uniform = tf.zeros((3, 4))
     assert float(losses.prediction_entropy(uniform)) == pytest.approx(math.log(4.0), rel=1e-6)
     assert float(losses.prediction_entropy(tf.constant([[50.0, 0.0, 0.0]]))) < 1e-6
+
+
+def test_class_imbalance_is_zero_for_balanced_batches_and_log_c_for_a_collapsed_one():
+    confident = 50.0 * tf.one_hot([0, 1, 2, 3], 4)
+    assert float(losses.class_imbalance(confident)) == pytest.approx(0.0, abs=1e-5)
+    assert float(losses.class_imbalance(tf.zeros([4, 4]))) == pytest.approx(0.0, abs=1e-5)  # uniform predictions
+    collapsed = 50.0 * tf.one_hot([2, 2, 2, 2], 4)
+    assert float(losses.class_imbalance(collapsed)) == pytest.approx(math.log(4), abs=1e-4)

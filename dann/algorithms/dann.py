@@ -16,11 +16,13 @@ class DANN(Algorithm):
     Minimises, over the feature extractor `G_f`, the label classifier `G_y` and the domain
     classifier `G_d`, with the reversal `R_lambda` (identity forward, `-lambda` backward):
 
-        L = L_y(G_y(G_f(x_s)), y_s) + w_d * L_d(G_d(R_lambda(G_f(x))), d) + w_e * H(G_y(G_f(x_t))) + w_p * L_p(x_t)
+        L = L_y(G_y(G_f(x_s)), y_s) + w_d * L_d(G_d(R_lambda(G_f(x))), d) + w_e * H(G_y(G_f(x_t))) + w_b * B(x_t) + w_p * L_p(x_t)
 
     `L_y` is the source cross-entropy, `L_d` the binary cross-entropy of the domain labels
     `d` (0 source, 1 target) on both batches, and `H` the mean prediction entropy on the
-    target batch (entropy minimisation, Grandvalet & Bengio, 2005; 0 is the paper's DANN).
+    target batch (entropy minimisation, Grandvalet & Bengio, 2005; 0 is the paper's DANN),
+    `B` how far the target batch's mean prediction is from uniform (`losses.class_imbalance`,
+    which keeps entropy minimisation and self-training from piling target examples onto a few classes).
     `G_d` minimises `L_d`; through the reversal, `G_f` maximises it. `L_p` is self-training
     on the target: confident predictions as labels of augmented copies (`dann.self_training`;
     0, the default, skips it and its extra pass over the target batch).
@@ -29,6 +31,7 @@ class DANN(Algorithm):
         model, optimizer, adaptation_schedule, total_steps: see `Algorithm`.
         domain_loss_weight: `w_d`, >= 0.
         target_entropy_weight: `w_e`, >= 0.
+        class_balance_weight: `w_b`, >= 0.
         pseudo_label_weight: `w_p`, >= 0.
         pseudo_label_threshold: the confidence a pseudo-label needs, in [0, 1).
         pseudo_label_shift: the augmentation's largest translation, in pixels (images only).
@@ -47,6 +50,7 @@ class DANN(Algorithm):
     HYPERPARAMETERS = {
         "domain_loss_weight": NON_NEGATIVE,
         "target_entropy_weight": NON_NEGATIVE,
+        "class_balance_weight": NON_NEGATIVE,
         "pseudo_label_weight": NON_NEGATIVE,
         "pseudo_label_threshold": FRACTION,
         "pseudo_label_shift": NON_NEGATIVE_INTEGER,
@@ -64,6 +68,7 @@ class DANN(Algorithm):
         total_steps,
         domain_loss_weight: float = 1.0,
         target_entropy_weight: float = 0.0,
+        class_balance_weight: float = 0.0,
         pseudo_label_weight: float = 0.0,
         pseudo_label_threshold: float = 0.95,
         pseudo_label_shift: int = 2,
@@ -75,6 +80,7 @@ class DANN(Algorithm):
         self.check_hyperparameters(
             domain_loss_weight=domain_loss_weight,
             target_entropy_weight=target_entropy_weight,
+            class_balance_weight=class_balance_weight,
             pseudo_label_weight=pseudo_label_weight,
             pseudo_label_threshold=pseudo_label_threshold,
             pseudo_label_shift=pseudo_label_shift,
@@ -85,6 +91,7 @@ class DANN(Algorithm):
             raise ValueError(f"{type(self).__name__} needs an adaptation_schedule (see dann.schedules); for no adaptation use SourceOnly.")
         self.domain_loss_weight = domain_loss_weight
         self.target_entropy_weight = target_entropy_weight
+        self.class_balance_weight = class_balance_weight
         self.pseudo_label_weight = pseudo_label_weight
         self.pseudo_label_threshold = pseudo_label_threshold
         self.pseudo_label_shift = int(pseudo_label_shift)
@@ -107,11 +114,14 @@ class DANN(Algorithm):
 
     def forward(self, source_x, source_y, target_x, lambda_, training=True) -> Metrics:
         """`label_loss`, `domain_loss`, `target_entropy` (nats), `label_accuracy` (source batch), `domain_accuracy`,
-        and with `pseudo_label_weight` the terms of `dann.self_training.pseudo_label_terms`."""
+        with `class_balance_weight` the `class_imbalance` (nats) of the target batch, and with
+        `pseudo_label_weight` the terms of `dann.self_training.pseudo_label_terms`."""
         num_source = tf.shape(source_x)[0]
         features, class_logits = self.classify(source_x, target_x, training)
         domain_logits = self.model.domain_logits(features, lambda_, training=training)
         terms = {**classification_terms(class_logits, source_y, num_source), **domain_terms(domain_logits, num_source)}
+        if self.class_balance_weight:
+            terms["class_imbalance"] = losses.class_imbalance(class_logits[num_source:])
         return {**terms, **self.self_training_terms(target_x, class_logits[num_source:], training)}
 
     def self_training_terms(self, target_x: tf.Tensor, target_logits: tf.Tensor, training: bool) -> Metrics:
@@ -131,16 +141,20 @@ class DANN(Algorithm):
         )
 
     def total_loss(self, terms: Metrics) -> tf.Tensor:
-        """`label_loss + domain_loss_weight * domain_loss + target_entropy_weight * target_entropy` (+ the pseudo-label loss)."""
+        """`label_loss + w_d * domain_loss + w_e * target_entropy` (+ `w_b * class_imbalance + w_p * pseudo_label_loss`)."""
         loss = terms["label_loss"] + self.domain_loss_weight * terms["domain_loss"]
         if self.target_entropy_weight:
             loss += self.target_entropy_weight * terms["target_entropy"]
+        if self.class_balance_weight:
+            loss += self.class_balance_weight * terms["class_imbalance"]
         if self.pseudo_label_weight:
             loss += self.pseudo_label_weight * terms["pseudo_label_loss"]
         return loss
 
     def gradient_paths(self) -> dict[str, frozenset[str]]:
         paths = {"label_loss": CLASSIFIER, "domain_loss": ADVERSARY, "target_entropy": CLASSIFIER}
+        if self.class_balance_weight:
+            paths["class_imbalance"] = CLASSIFIER
         if self.pseudo_label_weight:
             paths["pseudo_label_loss"] = CLASSIFIER
         return paths
