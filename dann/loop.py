@@ -127,6 +127,11 @@ def fit(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerSetting
             f"trainer.batch_size={settings.batch_size} does not split evenly over {replicas} replicas: "
             "choose a multiple of the number of replicas."
         )
+    if settings.select != "last" and algorithm.classifier() is not algorithm.model:
+        raise ValueError(
+            f"trainer.select={settings.select} picks among the model's weights, but {type(algorithm).__name__} evaluates and "
+            "deploys another network (a mean teacher: algorithm.teacher_decay > 0). Use trainer.select=last."
+        )
     calls = iter(training_batches(datasets, settings.batch_size, settings.seed).batch(settings.steps_per_call))
     run = _RunState(algorithm, calls, settings, run_dir)
     first = run.restore()
@@ -174,6 +179,7 @@ def fit(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerSetting
                 )
                 raise KeyboardInterrupt
     train_seconds = time.perf_counter() - start
+    algorithm.finish()
     if settings.select != "last":
         run.load_selected()
     if settings.select != "last" or not accuracies:  # not accuracies: resumed from the final checkpoint

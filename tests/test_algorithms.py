@@ -174,6 +174,21 @@ def test_mean_teacher_is_a_moving_average_of_the_weights():
         np.testing.assert_allclose(teacher_weight.numpy(), value, rtol=1e-5, atol=1e-7)
 
 
+def test_the_mean_teacher_is_evaluated_and_deployed(tmp_path):
+    cfg = compose_config([*MOONS, *SELF_TRAINING, "algorithm.teacher_decay=0.9", "trainer.plots=false"])
+    datasets = build_datasets(cfg)
+    algorithm = build_algorithm(cfg, build_model(cfg, datasets))
+    assert algorithm.classifier() is algorithm.mean_teacher
+    results = fit(algorithm, datasets, TrainerSettings(steps=20, batch_size=16, log_every=10, eval_every=20, progress=False))
+    for weight, teacher_weight in zip(
+        algorithm.model.feature_extractor.weights + algorithm.model.label_classifier.weights, algorithm.mean_teacher.weights
+    ):
+        np.testing.assert_array_equal(weight.numpy(), teacher_weight.numpy())
+    assert 0.0 <= results["target_test_accuracy"] <= 1.0
+    with pytest.raises(ValueError, match="deploys another network .* Use trainer.select=last"):
+        fit(algorithm, datasets, TrainerSettings(steps=20, batch_size=16, log_every=10, eval_every=20, progress=False, select="dev_risk"))
+
+
 def test_random_translation_moves_whole_images_within_the_bound():
     images = tf.reshape(tf.range(4 * 9 * 9, dtype=tf.float32), (4, 9, 9, 1))
     moved = dann.self_training.random_translation(images, 2, tf.random.Generator.from_seed(0))

@@ -45,7 +45,7 @@ class Algorithm:
     """Trains a `DANNModel`: one tape over `total_loss(forward(...))`, applied to every trainable variable.
 
     Subclasses define `forward`, `total_loss` and `gradient_paths` (and may override the
-    hooks `before_update`, `training_datasets` and `checkpoint_state`); their constructors
+    hooks `before_update`, `training_datasets`, `checkpoint_state`, `classifier` and `finish`); their constructors
     take their hyperparameters by keyword and pass the rest here.
 
     Args:
@@ -153,6 +153,13 @@ class Algorithm:
         """Trackable state beyond the model and optimizer that a checkpoint must hold to resume exactly."""
         return {}
 
+    def classifier(self) -> keras.Model:
+        """The network evaluated during training and deployed after it (inputs to class logits): the model itself by default."""
+        return self.model
+
+    def finish(self) -> None:
+        """Runs after the last update, before the final evaluation: puts the network to deploy into `model`."""
+
     # The shared machinery.
 
     def adaptation_factor(self, step: tf.Tensor) -> tf.Tensor:
@@ -226,8 +233,8 @@ class Algorithm:
 
     @tf.function
     def predict(self, inputs: tf.Tensor) -> tf.Tensor:
-        """`(B,)` int64 classes the model predicts for inputs `(B, ...)`, compiled."""
-        return predicted_classes(self.model, inputs)
+        """`(B,)` int64 classes that `classifier()` predicts for inputs `(B, ...)`, compiled."""
+        return predicted_classes(self.classifier(), inputs)
 
     def _update(self, source_x: tf.Tensor, source_y: tf.Tensor, target_x: tf.Tensor, step: tf.Tensor) -> Metrics:
         self.before_update(step)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 from dann import losses
@@ -38,7 +39,8 @@ class DANN(Algorithm):
         pseudo_label_noise: the standard deviation of the augmentation's Gaussian noise, in input units.
         teacher_decay: in [0, 1); > 0 takes the pseudo-labels from a mean teacher (Tarvainen &
             Valpola, 2017; French et al., ICLR 2018), an exponential moving average of the
-            classifier's weights with this decay per step; 0: from the model itself.
+            classifier's weights with this decay per step, which is also the network evaluated
+            and, after training, deployed (`model` then holds its weights); 0: from the model itself.
         seed: seed of the augmentation's random draws (the config passes the run's `seed`).
         **machinery: `jit_compile`, `strategy`, `feature_pass` (see `Algorithm`).
 
@@ -105,6 +107,15 @@ class DANN(Algorithm):
     def checkpoint_state(self) -> dict[str, tf.Module]:
         state = {"augmentation_noise": self.augmentation_noise}
         return state if self.mean_teacher is None else {**state, "mean_teacher": self.mean_teacher}
+
+    def classifier(self) -> keras.Model:
+        return self.model if self.mean_teacher is None else self.mean_teacher
+
+    def finish(self) -> None:
+        """Deploys the mean teacher, if any: `model`'s feature extractor and label classifier take its weights."""
+        if self.mean_teacher is not None:
+            for weight, teacher_weight in zip(classifier_weights(self.model), self.mean_teacher.weights):
+                weight.assign(teacher_weight)
 
     def before_update(self, step: tf.Tensor) -> None:
         """Moves the mean teacher (if any) towards the current weights: `teacher <- d * teacher + (1 - d) * weights`."""
