@@ -65,7 +65,7 @@ def density_ratio(source: np.ndarray, target: np.ndarray, seed: int = 0, ridge: 
 
         coefficients = _logistic_regression(project(x), y, ridge)
         applied = project(source[source_halves[apply_half]])
-        probability = np.clip(1.0 / (1.0 + np.exp(-applied @ coefficients)), 1e-3, 1 - 1e-3)
+        probability = np.clip(_sigmoid(applied @ coefficients), 1e-3, 1 - 1e-3)
         prior = len(source_halves[fit_half]) / len(target_halves[fit_half])
         weights[source_halves[apply_half]] = prior * probability / (1.0 - probability)
     return weights
@@ -82,7 +82,7 @@ def _logistic_regression(x: np.ndarray, y: np.ndarray, ridge: float, iterations:
     """Coefficients minimising the logistic loss + `ridge / 2 * |w|^2`, by Newton's method."""
     coefficients = np.zeros(x.shape[1])
     for _ in range(iterations):
-        probability = 1.0 / (1.0 + np.exp(-x @ coefficients))
+        probability = _sigmoid(x @ coefficients)
         gradient = x.T @ (probability - y) + ridge * coefficients
         hessian = (x * (probability * (1 - probability))[:, None]).T @ x + ridge * np.eye(x.shape[1])
         step = np.linalg.solve(hessian, gradient)
@@ -90,3 +90,8 @@ def _logistic_regression(x: np.ndarray, y: np.ndarray, ridge: float, iterations:
         if np.abs(step).max() < 1e-6:
             break
     return coefficients
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    """`1 / (1 + exp(-logits))` without overflow for logits of any size (separable domains give large ones)."""
+    return np.exp(-np.logaddexp(0.0, -logits))

@@ -1,11 +1,12 @@
 import json
+import warnings
 
 import numpy as np
 import pytest
 from tests_support import TINY_OVERRIDES
 
 from dann.config import compose_config
-from dann.selection import density_ratio, improves
+from dann.selection import _sigmoid, density_ratio, improves
 from dann.train import train
 
 
@@ -19,6 +20,13 @@ def test_density_ratio_is_one_without_shift_and_follows_the_target_with_it():
     # The true ratio is exp(x0 - 1/2): source points towards the target weigh more.
     assert np.corrcoef(shifted, np.exp(source[:, 0] - 0.5))[0, 1] > 0.9
     assert shifted[source[:, 0] > 1].mean() > 1.5 > 0.7 > shifted[source[:, 0] < -1].mean()
+
+
+def test_the_domain_classifier_sigmoid_does_not_overflow():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "overflow encountered in exp" was a RuntimeWarning in ordinary runs
+        values = _sigmoid(np.array([-1000.0, 0.0, 1000.0]))
+    np.testing.assert_allclose(values, [0.0, 0.5, 1.0])
 
 
 def test_improves_follows_each_criterion_direction():
