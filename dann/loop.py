@@ -28,8 +28,10 @@ import tensorflow as tf
 
 from dann.algorithms import Algorithm
 from dann.data import DomainDatasets, evaluation_batches, training_batches
+from dann.data.domains import test_samples
 from dann.gradient_checks import verify_gradients
-from dann.metrics import evaluate_classifier
+from dann.health import prediction_health
+from dann.metrics import domain_metrics, evaluate_classifier
 from dann.runs import CHECKPOINT_DIR, METRICS_FILE, SELECTED_WEIGHTS_FILE, TENSORBOARD_DIR, write_atomically
 from dann.selection import SELECT_OPTIONS, dev_risk, improves
 
@@ -199,8 +201,15 @@ def is_due(done: int, every: int, steps: int) -> bool:
     return done % every == 0 or done == steps
 
 
+HEALTH_EXAMPLES = 1000
+
+
 def _evaluate(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerSettings) -> dict[str, float]:
-    """Test accuracies of both domains, and DEV's risk; the source accuracy and the risk are the label-free criteria."""
+    """Test accuracies of both domains, DEV's risk, and the label-free health figures (`dann.health`, `dann.metrics.domain_metrics`).
+
+    The source accuracy and the risk are the label-free selection criteria; the health figures
+    read at most `HEALTH_EXAMPLES` test inputs of each domain, never a target label.
+    """
     figures = {
         f"{domain}_test_accuracy": evaluate_classifier(
             algorithm.predict, evaluation_batches(split, settings.eval_batch_size, datasets.normalize), datasets.num_classes
@@ -208,6 +217,9 @@ def _evaluate(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerS
         for domain, split in (("source", datasets.source_test), ("target", datasets.target_test))
     }
     figures["dev_risk"] = dev_risk(algorithm.model, datasets, seed=settings.seed)
+    target_inputs = test_samples(datasets, HEALTH_EXAMPLES)["target"][0]
+    figures.update(prediction_health(algorithm.classifier()(target_inputs, training=False)))
+    figures.update(domain_metrics(algorithm.model, datasets, HEALTH_EXAMPLES, seed=settings.seed))
     return figures
 
 
