@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from dann.algorithms import Algorithm
 from dann.data import DomainDatasets, evaluation_batches, training_batches
-from dann.data.domains import test_samples
+from dann.data.domains import label_free_samples
 from dann.gradient_checks import verify_gradients
 from dann.health import prediction_health
 from dann.metrics import domain_metrics, evaluate_classifier
@@ -207,8 +207,9 @@ HEALTH_EXAMPLES = 1000
 def _evaluate(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerSettings) -> dict[str, float]:
     """Test accuracies of both domains, DEV's risk, and the label-free health figures (`dann.health`, `dann.metrics.domain_metrics`).
 
-    The source accuracy and the risk are the label-free selection criteria; the health figures
-    read at most `HEALTH_EXAMPLES` test inputs of each domain, never a target label.
+    The source accuracy and the risk are the label-free selection criteria; the spread of
+    target predictions is measured on at most `HEALTH_EXAMPLES` unlabelled target training
+    inputs, the domain separability on held-out test inputs of both domains.
     """
     figures = {
         f"{domain}_test_accuracy": evaluate_classifier(
@@ -217,7 +218,7 @@ def _evaluate(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerS
         for domain, split in (("source", datasets.source_test), ("target", datasets.target_test))
     }
     figures["dev_risk"] = dev_risk(algorithm.model, datasets, seed=settings.seed)
-    target_inputs = test_samples(datasets, HEALTH_EXAMPLES)["target"][0]
+    target_inputs = label_free_samples(datasets, HEALTH_EXAMPLES)["target"][0]
     figures.update(prediction_health(algorithm.classifier()(target_inputs, training=False)))
     figures.update(domain_metrics(algorithm.model, datasets, HEALTH_EXAMPLES, seed=settings.seed))
     return figures

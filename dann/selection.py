@@ -20,7 +20,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from dann.data.domains import DomainDatasets, test_samples
+from dann.data.domains import DomainDatasets, label_free_samples
 from dann.models import DANNModel
 
 CRITERIA = {"source_test_accuracy": "higher", "dev_risk": "lower"}  # each criterion and the direction it prefers
@@ -28,11 +28,11 @@ SELECT_OPTIONS = ("last", *CRITERIA)
 
 
 def dev_risk(model: DANNModel, datasets: DomainDatasets, max_examples: int = 2000, seed: int = 0) -> float:
-    """DEV's target-risk estimate (nats) from held-out source examples and unlabelled target examples.
+    """DEV's target-risk estimate (nats) from held-out source examples and unlabelled target training examples.
 
-    The target test split's labels are never read.
+    No target label is read, and nothing of the target test split (`label_free_samples`).
     """
-    samples = test_samples(datasets, max_examples)
+    samples = label_free_samples(datasets, max_examples)
     features = {name: model.feature_extractor(inputs, training=False) for name, (inputs, _) in samples.items()}
     logits = tf.cast(model.label_classifier(features["source"], training=False), tf.float32)
     source_losses = tf.keras.losses.sparse_categorical_crossentropy(samples["source"][1], logits, from_logits=True).numpy()

@@ -1,12 +1,16 @@
+import dataclasses
 import json
 import warnings
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from tests_support import TINY_OVERRIDES
 
 from dann.config import compose_config
-from dann.selection import _sigmoid, density_ratio, improves
+from dann.data import moons_domains
+from dann.models import build_dann_model, classifier_head, dense_stack
+from dann.selection import _sigmoid, density_ratio, dev_risk, improves
 from dann.train import train
 
 
@@ -27,6 +31,14 @@ def test_the_domain_classifier_sigmoid_does_not_overflow():
         warnings.simplefilter("error")  # numpy's "overflow encountered in exp" was a RuntimeWarning in ordinary runs
         values = _sigmoid(np.array([-1000.0, 0.0, 1000.0]))
     np.testing.assert_allclose(values, [0.0, 0.5, 1.0])
+
+
+def test_dev_risk_never_reads_the_target_test_split():
+    datasets = moons_domains(seed=0, num_train=200, num_test=200)
+    poisoned = tf.data.Dataset.from_tensor_slices((np.full((200, 2), np.nan, np.float32), np.zeros(200, np.int64)))
+    datasets = dataclasses.replace(datasets, target_test=poisoned)  # any use of it would give NaN
+    model = build_dann_model(dense_stack([8]), classifier_head([], num_outputs=2), classifier_head([4], num_outputs=1), (2,))
+    assert np.isfinite(dev_risk(model, datasets))
 
 
 def test_improves_follows_each_criterion_direction():

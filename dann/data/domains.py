@@ -75,10 +75,20 @@ def evaluation_batches(dataset: tf.data.Dataset, batch_size: int, normalize: Nor
 
 def test_samples(datasets: DomainDatasets, max_examples: int) -> dict[str, tuple[tf.Tensor, tf.Tensor]]:
     """The first `max_examples` test examples of each domain, normalised: `{"source"|"target": (inputs, labels)}`."""
-    return {
-        domain: next(iter(evaluation_batches(split.take(max_examples), max_examples, datasets.normalize)))
-        for domain, split in (("source", datasets.source_test), ("target", datasets.target_test))
-    }
+    return _first_examples({"source": datasets.source_test, "target": datasets.target_test}, max_examples, datasets.normalize)
+
+
+def label_free_samples(datasets: DomainDatasets, max_examples: int) -> dict[str, tuple[tf.Tensor, tf.Tensor]]:
+    """What label-free selection and health may read: held-out labelled source (the source test split) and
+    unlabelled target training examples (their labels must not be read), the first `max_examples` of each, normalised.
+
+    Never the target test split, which stays for reporting only.
+    """
+    return _first_examples({"source": datasets.source_test, "target": datasets.target_train}, max_examples, datasets.normalize)
+
+
+def _first_examples(splits: dict[str, tf.data.Dataset], max_examples: int, normalize: Normalizer | None) -> dict:
+    return {domain: next(iter(evaluation_batches(split.take(max_examples), max_examples, normalize))) for domain, split in splits.items()}
 
 
 def _endless(dataset: tf.data.Dataset, batch_size: int, seed: int) -> tf.data.Dataset:
