@@ -10,7 +10,7 @@ from tests_support import TINY_OVERRIDES
 from dann.config import compose_config
 from dann.data import moons_domains
 from dann.models import build_dann_model, classifier_head, dense_stack
-from dann.selection import _sigmoid, density_ratio, dev_risk, improves
+from dann.selection import CRITERIA, _sigmoid, density_ratio, dev_risk, improves, prediction_criteria
 from dann.train import train
 
 
@@ -41,12 +41,27 @@ def test_dev_risk_never_reads_the_target_test_split():
     assert np.isfinite(dev_risk(model, datasets))
 
 
+def test_prediction_criteria_prefer_confident_predictions_spread_over_the_classes():
+    balanced, collapsed, uncertain = 50.0 * np.eye(4)[[0, 1, 2, 3] * 4], 50.0 * np.eye(4)[[2] * 16], np.zeros((16, 4))
+    scores = {
+        name: prediction_criteria(logits) for name, logits in (("balanced", balanced), ("collapsed", collapsed), ("uncertain", uncertain))
+    }
+    assert scores["balanced"]["information_maximization"] == pytest.approx(np.log(4), abs=1e-6)
+    assert scores["collapsed"]["information_maximization"] == pytest.approx(0.0, abs=1e-6)
+    assert scores["uncertain"]["information_maximization"] == pytest.approx(0.0, abs=1e-6)
+    # Nuclear norm / N: one-hot rows spread evenly over C classes, sqrt(C N) / N; one class, sqrt(N) / N; uniform rows, sqrt(N / C) / N.
+    assert scores["balanced"]["batch_nuclear_norm"] == pytest.approx(np.sqrt(4 * 16) / 16)
+    assert scores["collapsed"]["batch_nuclear_norm"] == pytest.approx(np.sqrt(16) / 16)
+    assert scores["uncertain"]["batch_nuclear_norm"] == pytest.approx(np.sqrt(16 / 4) / 16)
+    assert scores["balanced"]["batch_nuclear_norm"] > scores["uncertain"]["batch_nuclear_norm"]
+
+
 def test_improves_follows_each_criterion_direction():
     assert improves("dev_risk", 0.5, float("nan")) and improves("dev_risk", 0.4, 0.5) and not improves("dev_risk", 0.6, 0.5)
     assert improves("source_test_accuracy", 0.9, 0.8) and not improves("source_test_accuracy", 0.8, 0.8)
 
 
-@pytest.mark.parametrize("criterion", ["dev_risk", "source_test_accuracy"])
+@pytest.mark.parametrize("criterion", list(CRITERIA))
 def test_select_keeps_the_preferred_evaluation(tmp_path, criterion):
     cfg = compose_config(
         [
@@ -63,6 +78,6 @@ def test_select_keeps_the_preferred_evaluation(tmp_path, criterion):
     evaluations = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     evaluations = [line for line in evaluations if criterion in line]
     assert [line["step"] for line in evaluations] == [10, 20, 30, 40, 50, 60]
-    best = (min if criterion == "dev_risk" else max)(evaluations, key=lambda line: line[criterion])
+    best = (min if CRITERIA[criterion] == "lower" else max)(evaluations, key=lambda line: line[criterion])
     assert results["selected_step"] == best["step"]
     assert results["target_test_accuracy"] == best["target_test_accuracy"]  # the saved model is the selected one
