@@ -19,14 +19,14 @@ class DANN(Algorithm):
 
         L = L_y(G_y(G_f(x_s)), y_s) + w_d * L_d(G_d(R_lambda(G_f(x))), d) + w_e * H(G_y(G_f(x_t))) + w_b * B(x_t) + w_p * L_p(x_t)
 
-    `L_y` is the source cross-entropy, `L_d` the binary cross-entropy of the domain labels
-    `d` (0 source, 1 target) on both batches, and `H` the mean prediction entropy on the
-    target batch (entropy minimisation, Grandvalet & Bengio, 2005; 0 is the paper's DANN),
-    `B` how far the target batch's mean prediction is from uniform (`losses.class_imbalance`,
-    which keeps entropy minimisation and self-training from piling target examples onto a few classes).
-    `G_d` minimises `L_d`; through the reversal, `G_f` maximises it. `L_p` is self-training
-    on the target: confident predictions as labels of augmented copies (`dann.self_training`;
-    0, the default, skips it and its extra pass over the target batch).
+    `L_y` is the source cross-entropy and `L_d` the binary cross-entropy of the domain labels
+    `d` (0 source, 1 target) on both batches: `G_d` minimises `L_d`; through the reversal,
+    `G_f` maximises it. Three optional terms act on the target batch (all weighted 0 by
+    default, the paper's DANN): `H`, the mean prediction entropy (entropy minimisation,
+    Grandvalet & Bengio, 2005); `B`, how far the batch's mean prediction is from uniform
+    (`losses.class_imbalance`), which keeps the other two from piling target examples onto a
+    few classes; `L_p`, self-training, confident predictions as labels of augmented copies
+    (`dann.self_training`; it costs an extra pass over the target batch).
 
     Args:
         model, optimizer, adaptation_schedule, total_steps: see `Algorithm`.
