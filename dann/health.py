@@ -19,15 +19,22 @@ def prediction_health(class_logits: tf.Tensor | np.ndarray) -> dict[str, float]:
         `target_prediction_entropy`: the mean entropy of each prediction, in nats (0: all confident);
         `target_class_entropy`: the entropy of the predicted-class histogram, in nats (`log C`:
         every class equally often; 0: one class only);
-        `target_largest_class_share`: the share of the most often predicted class.
+        `target_largest_class_share`: the share of the most often predicted class;
+        `information_maximization`: `H(mean_i p_i) - mean_i H(p_i)`, in nats, and
+        `batch_nuclear_norm`: the nuclear norm of the `(N, C)` probabilities divided by `N`,
+        two validators of `dann.selection`.
     """
     logits = np.asarray(class_logits, dtype=np.float64)
     log_probabilities = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
-    per_example = -np.sum(np.exp(log_probabilities) * log_probabilities, axis=-1)
+    probabilities = np.exp(log_probabilities)
+    mean_entropy = float(-np.sum(probabilities * log_probabilities, axis=-1).mean())
+    marginal = probabilities.mean(axis=0)
     shares = np.bincount(np.argmax(logits, axis=-1), minlength=logits.shape[-1]) / len(logits)
     present = shares[shares > 0]
     return {
-        "target_prediction_entropy": float(per_example.mean()),
+        "target_prediction_entropy": mean_entropy,
         "target_class_entropy": float(-np.sum(present * np.log(present))),
         "target_largest_class_share": float(shares.max()),
+        "information_maximization": float(-np.sum(marginal * np.log(marginal + 1e-12)) - mean_entropy),
+        "batch_nuclear_norm": float(np.linalg.svd(probabilities, compute_uv=False).sum() / len(probabilities)),
     }

@@ -33,7 +33,7 @@ from dann.gradient_checks import verify_gradients
 from dann.health import prediction_health
 from dann.metrics import domain_metrics, evaluate_classifier
 from dann.runs import CHECKPOINT_DIR, METRICS_FILE, SELECTED_WEIGHTS_FILE, TENSORBOARD_DIR, write_atomically
-from dann.selection import SELECT_OPTIONS, dev_risk, improves, prediction_criteria
+from dann.selection import SELECT_OPTIONS, dev_risk, improves
 
 log = logging.getLogger(__name__)
 
@@ -219,8 +219,7 @@ def _evaluate(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerS
     }
     figures["dev_risk"] = dev_risk(algorithm.model, datasets, seed=settings.seed)
     target_logits = algorithm.classifier()(label_free_samples(datasets, HEALTH_EXAMPLES)["target"][0], training=False)
-    figures.update(prediction_health(target_logits))
-    figures.update(prediction_criteria(target_logits))
+    figures.update(prediction_health(target_logits))  # with the prediction-based selection criteria
     figures.update(domain_metrics(algorithm.model, datasets, HEALTH_EXAMPLES, seed=settings.seed))
     return figures
 

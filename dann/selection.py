@@ -12,8 +12,8 @@ examples and unlabelled target *training* examples (never the target test split)
   features): an estimate of the target risk in nats, lower is better. The weights are
   self-normalised (divided by their mean) instead of DEV's control variate, which, with
   domains as separable as MNIST and MNIST-M early in training, gave negative risks.
-- `target_prediction_entropy` (`dann.health`): the mean entropy of target predictions, in
-  nats (Morerio et al., ICLR 2018); lower is better.
+- `target_prediction_entropy` (this and the next two: `dann.health.prediction_health`): the
+  mean entropy of target predictions, in nats (Morerio et al., ICLR 2018); lower is better.
 - `information_maximization`: `H(mean_i p_i) - mean_i H(p_i)` of target predictions, in nats
   (Krause et al., NeurIPS 2010; as a validator, Musgrave et al., 2022): confident and spread
   over the classes; higher is better, at most `log C`.
@@ -56,19 +56,6 @@ def dev_risk(model: DANNModel, datasets: DomainDatasets, max_examples: int = 200
     source_losses = tf.keras.losses.sparse_categorical_crossentropy(samples["source"][1], logits, from_logits=True).numpy()
     weights = density_ratio(features["source"].numpy(), features["target"].numpy(), seed)
     return float(np.sum(weights * source_losses) / np.sum(weights))
-
-
-def prediction_criteria(class_logits: tf.Tensor | np.ndarray) -> dict[str, float]:
-    """`information_maximization` (nats) and `batch_nuclear_norm` of unlabelled target predictions, logits `(N, C)`."""
-    logits = np.asarray(class_logits, dtype=np.float64)
-    log_probabilities = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
-    probabilities = np.exp(log_probabilities)
-    marginal = probabilities.mean(axis=0)
-    mean_entropy = -np.sum(probabilities * log_probabilities, axis=-1).mean()
-    return {
-        "information_maximization": float(-np.sum(marginal * np.log(marginal + 1e-12)) - mean_entropy),
-        "batch_nuclear_norm": float(np.linalg.svd(probabilities, compute_uv=False).sum() / len(probabilities)),
-    }
 
 
 def density_ratio(source: np.ndarray, target: np.ndarray, seed: int = 0, ridge: float = 1.0, components: int = 64) -> np.ndarray:

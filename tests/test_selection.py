@@ -9,8 +9,9 @@ from tests_support import TINY_OVERRIDES
 
 from dann.config import compose_config
 from dann.data import moons_domains
+from dann.health import prediction_health
 from dann.models import build_dann_model, classifier_head, dense_stack
-from dann.selection import CRITERIA, _sigmoid, density_ratio, dev_risk, improves, prediction_criteria
+from dann.selection import CRITERIA, _sigmoid, density_ratio, dev_risk, improves
 from dann.train import train
 
 
@@ -44,7 +45,7 @@ def test_dev_risk_never_reads_the_target_test_split():
 def test_prediction_criteria_prefer_confident_predictions_spread_over_the_classes():
     balanced, collapsed, uncertain = 50.0 * np.eye(4)[[0, 1, 2, 3] * 4], 50.0 * np.eye(4)[[2] * 16], np.zeros((16, 4))
     scores = {
-        name: prediction_criteria(logits) for name, logits in (("balanced", balanced), ("collapsed", collapsed), ("uncertain", uncertain))
+        name: prediction_health(logits) for name, logits in (("balanced", balanced), ("collapsed", collapsed), ("uncertain", uncertain))
     }
     assert scores["balanced"]["information_maximization"] == pytest.approx(np.log(4), abs=1e-6)
     assert scores["collapsed"]["information_maximization"] == pytest.approx(0.0, abs=1e-6)
