@@ -30,7 +30,8 @@ from dann.algorithms import Algorithm
 from dann.data import DomainDatasets, evaluation_batches, training_batches
 from dann.data.domains import label_free_samples
 from dann.gradient_checks import verify_gradients
-from dann.health import prediction_health
+from dann.health import HealthMonitor, prediction_health
+from dann.health.advice import RunContext
 from dann.metrics import domain_metrics, evaluate_classifier
 from dann.runs import CHECKPOINT_DIR, METRICS_FILE, SELECTED_WEIGHTS_FILE, TENSORBOARD_DIR, write_atomically
 from dann.selection import SELECT_OPTIONS, dev_risk, improves
@@ -119,7 +120,8 @@ def fit(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerSetting
         `source_test_accuracy`, `target_test_accuracy` (of the selected model), `steps`,
         `selected_step`, `resumed_from_step`, `train_seconds` (this process), and
         `input_wait_fraction`: the share of training time (evaluation excluded) spent
-        waiting for the next batch, i.e. how far the input pipeline falls behind the step.
+        waiting for the next batch, i.e. how far the input pipeline falls behind the step,
+        and `health`: the warnings of `dann.health` (each also logged once, when raised).
     """
     run_dir = None if run_dir is None else Path(run_dir)
     datasets = algorithm.training_datasets(datasets)
@@ -135,7 +137,8 @@ def fit(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerSetting
             "deploys another network (a mean teacher: algorithm.teacher_decay > 0). Use trainer.select=last."
         )
     calls = iter(training_batches(datasets, settings.batch_size, settings.seed).batch(settings.steps_per_call))
-    run = _RunState(algorithm, calls, settings, run_dir)
+    health = HealthMonitor(RunContext(datasets.num_classes, settings.steps, adapts=algorithm.REVERSED_LOSS is not None))
+    run = _RunState(algorithm, calls, settings, run_dir, health)
     first = run.restore()
     progress = keras.utils.Progbar(settings.steps, verbose=1 if settings.progress and sys.stdout.isatty() else 0)
     progress.update(first)
@@ -193,6 +196,7 @@ def fit(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerSetting
         "resumed_from_step": first,
         "train_seconds": train_seconds,
         "input_wait_fraction": waiting / max(train_seconds - evaluating, 1e-9),
+        "health": [warning.as_dict() for warning in health.warnings],
     }
 
 
@@ -227,8 +231,9 @@ def _evaluate(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerS
 class _RunState:
     """What `fit` keeps in the run directory: checkpoints, metrics, TensorBoard events, the selected weights."""
 
-    def __init__(self, algorithm: Algorithm, calls, settings: TrainerSettings, run_dir: Path | None):
+    def __init__(self, algorithm: Algorithm, calls, settings: TrainerSettings, run_dir: Path | None, health: HealthMonitor):
         self.model = algorithm.model
+        self.health = health
         self.settings = settings
         self.run_dir = run_dir
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -262,6 +267,8 @@ class _RunState:
         if metrics.exists():
             kept = [line for line in metrics.read_text().splitlines() if json.loads(line)["step"] <= step]
             write_atomically(metrics, "".join(line + "\n" for line in kept))
+            for line in kept:  # the monitor's state as it was; warnings raised before are not raised again
+                self.health.observe(json.loads(line))
         log.info("resuming from the checkpoint of step %d in %s", step, self.manager.directory)
         return step
 
@@ -270,6 +277,9 @@ class _RunState:
         return None if latest is None else int(latest.rsplit("-", 1)[1])  # saved as <prefix>-<step>
 
     def write(self, step: int, record: dict[str, float]) -> None:
+        """Appends `record` to the metrics and TensorBoard, and logs any health warning it raises."""
+        for warning in self.health.observe({"step": step, **record}):
+            log.warning("health: %s", warning)
         if self.run_dir is None:
             return
         with open(self.run_dir / METRICS_FILE, "a") as stream:

@@ -21,6 +21,7 @@ from dann.data import training_batches
 from dann.gradient_checks import GradientCoverageError, gradient_flow, verify_gradients
 from dann.layers import MultilinearMap
 from dann.loop import TrainerSettings, fit
+from dann.models import COMPONENTS
 from dann.schedules import ConstantLambda
 from dann.train import train
 
@@ -53,6 +54,24 @@ def test_algorithm_trains_and_passes_its_gradient_checks(name, tmp_path):
     assert 0.0 <= results["target_test_accuracy"] <= 1.0
     metrics = [line for line in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
     assert metrics and all("NaN" not in line for line in metrics)
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_gradient_norms_per_component_are_those_of_the_update(name):
+    algorithm, _, batch = _built(name)
+    metrics, pairs = algorithm.compute_gradients(*batch)
+    gradients = {id(variable): gradient for gradient, variable in pairs}
+    for component in COMPONENTS:
+        variables = getattr(algorithm.model, component).trainable_variables
+        expected = np.sqrt(sum(float(tf.reduce_sum(gradients[id(v)] ** 2)) for v in variables))
+        np.testing.assert_allclose(float(metrics[f"{component}_gradient_norm"]), expected, rtol=1e-5)
+
+
+def test_without_a_domain_loss_the_domain_classifier_gradient_norm_is_zero():
+    algorithm, _, batch = _built("dann", "algorithm.domain_loss_weight=0")
+    metrics, _ = algorithm.compute_gradients(*batch)
+    assert float(metrics["domain_classifier_gradient_norm"]) == 0.0
+    assert float(metrics["label_classifier_gradient_norm"]) > 0.0
 
 
 # Planted bugs.

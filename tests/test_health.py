@@ -1,12 +1,19 @@
 """Label-free training health: the spread of target predictions, logged at every evaluation."""
 
+import dataclasses
+import functools
 import json
+import logging
 import math
 
 import numpy as np
 import pytest
 
-from dann.health import prediction_health
+import dann.loop
+from dann.config import build_algorithm, build_datasets, build_model, trainer_settings
+from dann.health import HealthMonitor, prediction_health
+from dann.health.advice import RULES, Finding, Rule, RunContext, streak_score
+from dann.loop import fit
 from dann.train import train
 
 
@@ -30,3 +37,112 @@ def test_every_evaluation_logs_the_health_figures(tiny_moons_cfg, tmp_path):
     evaluations = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines() if "target_test_accuracy" in line]
     keys = ("target_class_entropy", "target_largest_class_share", "target_prediction_entropy", "domain_classifier_accuracy")
     assert evaluations and all(all(key in record for key in (*keys, "proxy_a_distance_features")) for record in evaluations)
+
+
+# Warnings with advice (dann.health.advice), on records written as a run writes them.
+
+TEN_CLASSES = RunContext(num_classes=10, total_steps=1000, adapts=True)
+
+
+def _evaluation(step, **changes):
+    """A healthy evaluation record of a 10-class adaptation run, with `changes`."""
+    figures = {
+        "step": step,
+        "source_test_accuracy": 0.98,
+        "target_test_accuracy": 0.9,
+        "domain_classifier_accuracy": 0.6,
+        "proxy_a_distance_features": 0.4,  # a linear probe: 0.6
+        "target_largest_class_share": 0.12,
+        "target_class_entropy": 2.29,
+    }
+    return {**figures, **changes}
+
+
+def _monitor_of(records, context=TEN_CLASSES):
+    monitor = HealthMonitor(context)
+    raised = [(warning.rule, warning.step) for record in records for warning in monitor.observe(record)]
+    return monitor, raised
+
+
+def test_a_healthy_run_raises_nothing():
+    records = []
+    for step in range(100, 1001, 100):
+        records += [{"step": step, "label_loss": 0.1, "lambda": 1.0}, _evaluation(step)]
+    assert _monitor_of(records)[1] == []
+
+
+@pytest.mark.parametrize(
+    "changes, rule",
+    [
+        ({"domain_classifier_accuracy": 0.5, "proxy_a_distance_features": 1.4}, "domain_classifier_not_learning"),
+        ({"domain_classifier_accuracy": 0.99, "proxy_a_distance_features": 1.96}, "domains_not_aligned"),
+        ({"target_largest_class_share": 0.7, "target_class_entropy": 1.2}, "target_predictions_collapse"),
+        ({"source_test_accuracy": 0.5}, "source_accuracy_falls"),
+    ],
+)
+def test_a_pattern_at_consecutive_evaluations_warns_once_with_advice(changes, rule):
+    records = [_evaluation(500), _evaluation(600, **changes), _evaluation(700, **changes), _evaluation(800, **changes)]
+    monitor, raised = _monitor_of(records)
+    assert raised == [(rule, 700)]  # held at 600 and 700: raised then, and not again at 800
+    assert "algorithm." in monitor.warnings[0].advice or "optimizer." in monitor.warnings[0].advice  # names config keys
+
+
+@pytest.mark.parametrize("rule", [rule.name for rule in RULES if rule.name != "label_loss_rises"])
+def test_a_pattern_at_one_evaluation_only_does_not_warn(rule):
+    broken = {
+        "domain_classifier_not_learning": {"domain_classifier_accuracy": 0.5, "proxy_a_distance_features": 1.4},
+        "domains_not_aligned": {"domain_classifier_accuracy": 0.99, "proxy_a_distance_features": 1.96},
+        "target_predictions_collapse": {"target_largest_class_share": 0.7},
+        "source_accuracy_falls": {"source_test_accuracy": 0.5},
+    }[rule]
+    records = [_evaluation(600), _evaluation(700, **broken), _evaluation(800), _evaluation(900, **broken)]
+    assert _monitor_of(records)[1] == []
+
+
+def test_the_training_label_loss_rising_warns():
+    records = []
+    for step, loss in ((100, 0.2), (200, 0.1), (300, 0.5), (400, 0.6)):
+        records += [{"step": step, "label_loss": loss}, _evaluation(step)]
+    assert _monitor_of(records)[1] == [("label_loss_rises", 400)]
+
+
+def test_unaligned_features_early_in_training_are_expected():
+    records = [_evaluation(step, domain_classifier_accuracy=0.99, proxy_a_distance_features=1.96) for step in (100, 200, 300, 400)]
+    assert _monitor_of(records)[1] == []
+    late = [_evaluation(step, domain_classifier_accuracy=0.99, proxy_a_distance_features=1.96) for step in (500, 600)]
+    assert _monitor_of(records + late)[1] == [("domains_not_aligned", 600)]
+
+
+def test_a_source_only_run_is_told_it_does_not_adapt_and_not_that_its_domain_classifier_is_idle():
+    source_only = RunContext(num_classes=10, total_steps=1000, adapts=False)
+    records = [_evaluation(step, domain_classifier_accuracy=0.5, proxy_a_distance_features=1.96) for step in (600, 700)]
+    monitor, raised = _monitor_of(records, source_only)
+    assert raised == [("domains_not_aligned", 700)]
+    assert "does not adapt" in monitor.warnings[0].seen
+
+
+def test_figures_a_run_did_not_log_are_not_checked():
+    old = [{"step": step, "source_test_accuracy": 0.98, "target_test_accuracy": 0.9} for step in (600, 700, 800)]
+    assert _monitor_of(old)[1] == []
+
+
+def test_streak_score_is_the_best_level_held_at_consecutive_evaluations():
+    assert streak_score([0.1, 0.9, 0.2, 0.5, 0.6], consecutive=2) == 0.5
+    assert streak_score([None, 0.9, None], consecutive=2) is None
+
+
+def test_warnings_are_logged_once_reach_the_results_and_survive_a_resume(tiny_moons_cfg, tmp_path, monkeypatch, caplog):
+    always = Rule("always", lambda now, earlier, context: Finding(1.0, "seen"), threshold=0.5, needs=(), advice="nothing")
+    monkeypatch.setattr(dann.loop, "HealthMonitor", functools.partial(HealthMonitor, rules=(always,)))
+    datasets = build_datasets(tiny_moons_cfg)
+    algorithm = build_algorithm(tiny_moons_cfg, build_model(tiny_moons_cfg, datasets))
+    settings = dataclasses.replace(trainer_settings(tiny_moons_cfg), eval_every=10, checkpoint_every=10)
+    with caplog.at_level(logging.WARNING, logger="dann.loop"):
+        first = fit(algorithm, datasets, settings, tmp_path)
+    assert [(w["rule"], w["step"], w["seen"]) for w in first["health"]] == [("always", 20, "seen")]
+    assert sum("health: always (step 20): seen. Try: nothing" in m for m in caplog.messages) == 1
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dann.loop"):
+        resumed = fit(algorithm, datasets, dataclasses.replace(settings, steps=40), tmp_path)
+    assert resumed["resumed_from_step"] == 20 and resumed["health"] == first["health"]
+    assert not any("health:" in m for m in caplog.messages)

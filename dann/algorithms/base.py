@@ -16,7 +16,7 @@ import keras
 import tensorflow as tf
 
 from dann.data import DomainDatasets
-from dann.models import DANNModel
+from dann.models import COMPONENTS, DANNModel
 
 Metrics = dict[str, tf.Tensor]
 GradientsAndVariables = list[tuple[tf.Tensor | None, tf.Variable]]
@@ -192,8 +192,27 @@ class Algorithm:
             scaled_loss = self.optimizer.scale_loss(loss / _replicas_in_sync())  # scale: only a LossScaleOptimizer
         variables = self.model.trainable_variables
         gradients = tape.gradient(scaled_loss, variables)
+        gradients_and_variables = list(zip(gradients, variables))
         metrics = {key: value for key, value in terms.items() if key not in self.CONSTANTS}
-        return {**metrics, "loss": loss, "lambda": lambda_}, list(zip(gradients, variables))
+        loss_scale = self.optimizer.scale_loss(1.0 / _replicas_in_sync())  # what the gradients were multiplied by
+        norms = self._gradient_norms(gradients_and_variables, loss_scale)
+        return {**metrics, "loss": loss, "lambda": lambda_, **norms}, gradients_and_variables
+
+    def _gradient_norms(self, gradients_and_variables: GradientsAndVariables, loss_scale: tf.Tensor | float) -> Metrics:
+        """`<component>_gradient_norm`: the L2 norm of the total loss's gradient over each component's variables.
+
+        Logged with the losses, so a path whose gradient explodes or vanishes shows in the
+        training curves; `loss_scale` is divided out (mixed float16, replicas). With several
+        replicas, each measures the gradient of its own slice of the batch (no extra all-reduce
+        for a figure), so the logged mean is a little larger than the whole batch's norm.
+        """
+        gradients = {id(variable): gradient for gradient, variable in gradients_and_variables if gradient is not None}
+        norms = {}
+        for component in COMPONENTS:
+            found = [gradients[id(v)] for v in getattr(self.model, component).trainable_variables if id(v) in gradients]
+            if found:
+                norms[f"{component}_gradient_norm"] = tf.cast(tf.linalg.global_norm(found), tf.float32) / tf.cast(loss_scale, tf.float32)
+        return norms
 
     def _replica_update(self, source_x: tf.Tensor, source_y: tf.Tensor, target_x: tf.Tensor, step: tf.Tensor) -> Metrics:
         """One replica's part of an update: its slice of the batch pair, its gradients applied (summed over replicas)."""

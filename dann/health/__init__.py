@@ -1,0 +1,12 @@
+"""Is adaptation working? Training health read without target labels.
+
+predictions.py  how the target predictions spread over the classes (`prediction_health`)
+advice.py       patterns over consecutive evaluations that mean a run is unhealthy, each
+                with the config keys to try (`HealthMonitor`, `RULES`)
+__main__.py     `python -m dann.health run_dir=PATH`: the report of a finished or running run
+"""
+
+from dann.health.advice import RULES, HealthMonitor, HealthWarning
+from dann.health.predictions import prediction_health
+
+__all__ = ["RULES", "HealthMonitor", "HealthWarning", "prediction_health"]

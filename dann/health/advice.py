@@ -1,0 +1,229 @@
+"""Warnings with advice: patterns in a run's label-free figures that mean adaptation is not working.
+
+`HealthMonitor` reads the records a run writes to `metrics.jsonl`, in order. At each
+evaluation it checks every rule of `RULES` on that evaluation's figures (the label-free
+ones of `dann.loop`, with the latest training record's lambda, losses and gradient norms);
+a rule that holds at `CONSECUTIVE` evaluations in a row warns once, saying what it saw and
+which config keys to try. No rule reads a target label.
+
+The thresholds were measured on healthy and deliberately broken runs of moons and MNIST-M
+(`scripts/health_drill.py`; README, "Is adaptation working?").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+Figures = dict[str, float]
+
+CONSECUTIVE = 2  # evaluations in a row a pattern must hold at before it warns
+LATE = 0.5  # training progress from which the features should be aligned
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What the rules need to know about the run besides its figures.
+
+    Attributes:
+        num_classes: classes of the label space.
+        total_steps: the run's length, for training progress `step / total_steps`.
+        adapts: the algorithm trains a domain classifier through a gradient reversal.
+    """
+
+    num_classes: int
+    total_steps: int
+    adapts: bool
+
+
+@dataclass(frozen=True)
+class HealthWarning:
+    """A rule that held at consecutive evaluations: which, from which step, what was seen and what to try."""
+
+    rule: str
+    step: int
+    seen: str
+    advice: str
+
+    def __str__(self) -> str:
+        return f"{self.rule} (step {self.step}): {self.seen}. Try: {self.advice}"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A rule's reading of one evaluation: a score (the pattern holds when it reaches the rule's threshold) and its words."""
+
+    score: float
+    words: str
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A pattern: `read(now, earlier, context)` scores this evaluation's figures (`None`: does not apply).
+
+    `needs`: the figures it reads; a run that did not log them (an older run) is not checked.
+    """
+
+    name: str
+    read: Callable[[Figures, list[Figures], RunContext], Finding | None]
+    threshold: float
+    needs: tuple[str, ...]
+    advice: str
+
+    def finding(self, now: Figures, earlier: list[Figures], context: RunContext) -> Finding | None:
+        return self.read(now, earlier, context) if all(key in now for key in self.needs) else None
+
+    def holds(self, now: Figures, earlier: list[Figures], context: RunContext) -> Finding | None:
+        finding = self.finding(now, earlier, context)
+        return finding if finding is not None and finding.score >= self.threshold else None
+
+
+def linear_probe_accuracy(figures: Figures) -> float:
+    """The held-out accuracy of the linear domain classifier behind `proxy_a_distance_features` (`2 (1 - 2 err)`)."""
+    return 0.5 + figures["proxy_a_distance_features"] / 4
+
+
+def _domain_classifier_behind_probe(now: Figures, earlier: list[Figures], context: RunContext) -> Finding | None:
+    """Score: how much more accurately a fresh linear probe tells the domains apart than the trained domain classifier."""
+    if not context.adapts:
+        return None
+    probe, accuracy = linear_probe_accuracy(now), now["domain_classifier_accuracy"]
+    return Finding(
+        probe - accuracy,
+        f"the domain classifier tells held-out source from target with accuracy {accuracy:.2f}, a linear probe "
+        f"fitted on the same features with {probe:.2f}: the domain classifier is not learning",
+    )
+
+
+def _probe_accuracy_late(now: Figures, earlier: list[Figures], context: RunContext) -> Finding | None:
+    """Score: the linear probe's domain accuracy on features, from `LATE` into training on."""
+    if now["step"] < LATE * context.total_steps:
+        return None
+    probe = linear_probe_accuracy(now)
+    return Finding(
+        probe,
+        f"{now['step'] / context.total_steps:.0%} into training the features still separate the domains: a linear "
+        f"probe tells them apart with accuracy {probe:.2f}, the domain classifier with "
+        f"{now['domain_classifier_accuracy']:.2f} (lambda {now.get('lambda', math.nan):.3g})"
+        + ("" if context.adapts else "; this algorithm does not adapt"),
+    )
+
+
+def _excess_largest_class_share(now: Figures, earlier: list[Figures], context: RunContext) -> Finding | None:
+    """Score: the largest predicted class's share of the target, 0 when balanced, 1 when every prediction is one class."""
+    chance = 1.0 / context.num_classes
+    share = now["target_largest_class_share"]
+    return Finding(
+        (share - chance) / (1.0 - chance),
+        f"{share:.0%} of the target predictions are one class (entropy of the predicted classes "
+        f"{now['target_class_entropy']:.2f} nats; {math.log(context.num_classes):.2f} when balanced)",
+    )
+
+
+def _source_accuracy_drop(now: Figures, earlier: list[Figures], context: RunContext) -> Finding | None:
+    """Score: the source test accuracy's fall below the best of the run so far."""
+    best = max(figures["source_test_accuracy"] for figures in [*earlier, now])
+    accuracy = now["source_test_accuracy"]
+    return Finding(best - accuracy, f"source test accuracy fell to {accuracy:.3f} from {best:.3f}")
+
+
+def _label_loss_rise(now: Figures, earlier: list[Figures], context: RunContext) -> Finding | None:
+    """Score: the training label loss over its lowest value at earlier evaluations, in nats."""
+    losses = [figures["label_loss"] for figures in earlier if "label_loss" in figures]
+    if not losses:
+        return None
+    lowest = min(losses)
+    return Finding(
+        now["label_loss"] - lowest, f"the training label loss rose to {now['label_loss']:.3g} nats from {lowest:.3g}: the updates overshoot"
+    )
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "domain_classifier_not_learning",
+        _domain_classifier_behind_probe,
+        threshold=0.2,
+        needs=("domain_classifier_accuracy", "proxy_a_distance_features"),
+        advice="algorithm.domain_loss_weight > 0; a larger domain classifier (model.domain_classifier.hidden_units); "
+        "`python -m dann.diagnose` shows whether its gradient arrives",
+    ),
+    Rule(
+        "domains_not_aligned",
+        _probe_accuracy_late,
+        threshold=0.9,
+        needs=("domain_classifier_accuracy", "proxy_a_distance_features"),
+        advice="algorithm=dann (source_only and target_only do not adapt); a larger lambda (schedule/adaptation and its "
+        "value or scale; algorithm.domain_loss_weight); `python -m dann.diagnose` shows whether the reversed gradient "
+        "reaches the features",
+    ),
+    Rule(
+        "target_predictions_collapse",
+        _excess_largest_class_share,
+        threshold=0.4,
+        needs=("target_largest_class_share", "target_class_entropy"),
+        advice="a lower algorithm.target_entropy_weight; algorithm.class_balance_weight=1; a higher "
+        "algorithm.pseudo_label_threshold; expected only if the target's classes really are this imbalanced",
+    ),
+    Rule(
+        "source_accuracy_falls",
+        _source_accuracy_drop,
+        threshold=0.05,
+        needs=("source_test_accuracy",),
+        advice="a lower optimizer.lr; a smaller lambda (schedule/adaptation, algorithm.domain_loss_weight)",
+    ),
+    Rule(
+        "label_loss_rises",
+        _label_loss_rise,
+        threshold=0.1,
+        needs=("label_loss",),
+        advice="a lower optimizer.lr, or a decaying one (schedule/learning_rate=annealed)",
+    ),
+)
+
+
+def streak_score(scores: list[float | None], consecutive: int = CONSECUTIVE) -> float | None:
+    """The highest score a rule held at `consecutive` evaluations in a row (the lowest of each run of that length)."""
+    windows = [scores[i : i + consecutive] for i in range(len(scores) - consecutive + 1)]
+    held = [min(window) for window in windows if None not in window]
+    return max(held) if held else None
+
+
+@dataclass
+class HealthMonitor:
+    """Reads a run's records in order and warns once per rule that holds at `consecutive` evaluations in a row.
+
+    Feed it every record the run writes (`observe`): training records (they carry `lambda`,
+    the losses and the gradient norms) and evaluation records (they carry
+    `source_test_accuracy` and the label-free health figures; rules are checked on these).
+    """
+
+    context: RunContext
+    rules: tuple[Rule, ...] = RULES
+    consecutive: int = CONSECUTIVE
+    warnings: list[HealthWarning] = field(default_factory=list)
+    evaluations: list[Figures] = field(default_factory=list)
+    _training: Figures = field(default_factory=dict)
+    _streaks: dict[str, int] = field(default_factory=dict)
+
+    def observe(self, record: Figures) -> list[HealthWarning]:
+        """Takes one `metrics.jsonl` record (with its `step`); returns the warnings it newly raises."""
+        if "source_test_accuracy" not in record:
+            self._training = record
+            return []
+        now = {**self._training, **record}
+        raised = []
+        for rule in self.rules:
+            finding = rule.holds(now, self.evaluations, self.context)
+            self._streaks[rule.name] = self._streaks.get(rule.name, 0) + 1 if finding else 0
+            if finding and self._streaks[rule.name] == self.consecutive and rule.name not in self.warned():
+                raised.append(HealthWarning(rule.name, int(record["step"]), finding.words, rule.advice))
+        self.evaluations.append(now)
+        self.warnings.extend(raised)
+        return raised
+
+    def warned(self) -> set[str]:
+        return {warning.rule for warning in self.warnings}

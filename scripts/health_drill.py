@@ -1,0 +1,89 @@
+"""Healthy and deliberately broken runs, and what `dann.health` says of each: the evidence for its thresholds.
+
+    python scripts/health_drill.py --data moons                 # seconds per run
+    python scripts/health_drill.py --data mnist_m --runs-dir runs/health_drill
+
+Each case is one run (`python -m dann.train +experiment=<data> OVERRIDES`, in
+`<runs-dir>/<data>/<case>`; a finished run is not repeated). For each it prints the warnings
+raised and, for every rule of `dann.health.advice.RULES`, the highest score the rule held at
+`CONSECUTIVE` evaluations in a row, beside the rule's threshold: how far each healthy run
+stays below it and each broken run goes above. Exits with status 1 when a healthy run warns
+or a broken run misses its warning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from dann.health.__main__ import health_report
+from dann.health.advice import CONSECUTIVE, RULES, streak_score
+
+SHORT = ["trainer.steps=3000", "trainer.eval_every=500"]  # MNIST-M: evaluations every 1/6 of a shorter run
+EVALUATE_OFTEN = {"moons": ["trainer.eval_every=200"], "mnist_m": SHORT}
+# case: (overrides, the warning it must raise; None: none)
+CASES = {
+    "healthy (the experiment as it is)": ([], None),
+    "healthy, evaluated often": (["<often>"], None),
+    "lambda 0 (constant schedule)": (["<often>", "schedule/adaptation=constant", "schedule.adaptation.value=0"], "domains_not_aligned"),
+    "source only": (["<often>", "algorithm=source_only"], "domains_not_aligned"),
+    "domain loss weight 0": (["<often>", "algorithm.domain_loss_weight=0"], "domain_classifier_not_learning"),
+    "target entropy weight 5": (["<often>", "algorithm.target_entropy_weight=5"], "target_predictions_collapse"),
+    "learning rate 1.0": (["<often>", "optimizer.lr=1.0"], "source_accuracy_falls"),
+}
+
+
+def run_case(data: str, name: str, overrides: list[str], runs_dir: Path, extra: list[str]) -> Path | str:
+    """Trains the case unless finished; returns its run directory, or the error line of a run that stopped."""
+    overrides = [o for override in overrides for o in (EVALUATE_OFTEN[data] if override == "<often>" else [override])]
+    run_dir = runs_dir / data / name.split(" (")[0].replace(" ", "_").replace(",", "")
+    if not (run_dir / "results.json").exists():
+        command = [sys.executable, "-m", "dann.train", f"+experiment={data}", *overrides, f"hydra.run.dir={run_dir}", *extra]
+        print("$", " ".join(command[1:]), flush=True)
+        finished = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if finished.returncode:
+            errors = [line for line in finished.stderr.splitlines() if "Error" in line]
+            return errors[-1] if errors else f"exit status {finished.returncode}"
+    return run_dir
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", choices=sorted(EVALUATE_OFTEN), default="moons")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs/health_drill"))
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. data.data_dir=...")
+    args = parser.parse_args()
+
+    print_rows, failures = [], []
+    for name, (overrides, expected) in CASES.items():
+        outcome = run_case(args.data, name, overrides, args.runs_dir, args.overrides)
+        if isinstance(outcome, str):
+            print_rows.append([name, expected or "none", f"stopped: {outcome}", *["-"] * len(RULES)])
+            continue
+        _, monitor = health_report(outcome)
+        evaluations = monitor.evaluations
+        scores = []
+        for rule in RULES:
+            findings = [rule.finding(now, evaluations[:i], monitor.context) for i, now in enumerate(evaluations)]
+            held = streak_score([None if f is None else f.score for f in findings])
+            scores.append("-" if held is None else f"{held:.3f}")
+        raised = sorted(warning.rule for warning in monitor.warnings)
+        print_rows.append([name, expected or "none", ", ".join(f"{w.rule}@{w.step}" for w in monitor.warnings) or "none", *scores])
+        if raised if expected is None else expected not in raised:
+            failures.append(name)
+    columns = ["case", "expected", "raised (rule@step)", *(f"{rule.name} (warns at >= {rule.threshold:g})" for rule in RULES)]
+    print(f"\n{args.data}: each rule's highest score held at {CONSECUTIVE} evaluations in a row\n")
+    print("| " + " | ".join(columns) + " |")
+    print("|" + " --- |" * len(columns))
+    for row in print_rows:
+        print("| " + " | ".join(row) + " |")
+    if failures:
+        print("\nnot as expected:", "; ".join(failures))
+        sys.exit(1)
+    print("\nevery case as expected")
+
+
+if __name__ == "__main__":
+    main()
