@@ -2,6 +2,8 @@
 
 Writes into the run directory:
   learning_curves.png  label and domain loss, and source and target test accuracy, over steps
+  health.png           the label-free health figures over steps (`dann.health`): how well the
+                       domains separate, how target predictions spread, each component's gradient norm
   embedding.png        t-SNE of source and target test features, before and after adaptation,
                        coloured by domain and marked by class (Ganin et al., 2016, figure 5);
                        "before" is the network at initialisation (same seed), or the model of
@@ -27,8 +29,9 @@ from sklearn.manifold import TSNE  # noqa: E402
 from dann.config import build_datasets, build_model  # noqa: E402
 from dann.data import DomainDatasets  # noqa: E402
 from dann.data.domains import test_samples  # noqa: E402
-from dann.models import DANNModel  # noqa: E402
-from dann.runs import EMBEDDING_FILE, LEARNING_CURVES_FILE, METRICS_FILE, load_config, load_model  # noqa: E402
+from dann.health.advice import linear_probe_accuracy  # noqa: E402
+from dann.models import COMPONENTS, DANNModel  # noqa: E402
+from dann.runs import EMBEDDING_FILE, HEALTH_FILE, LEARNING_CURVES_FILE, METRICS_FILE, load_config, load_model  # noqa: E402
 
 DOMAIN_COLOURS = {"source": "tab:blue", "target": "tab:red"}
 CURVE_LABELS = {
@@ -61,28 +64,76 @@ def plot_run(
         before_model, before_title = build_model(cfg, datasets), "before adaptation (initial network)"
     else:
         before_model, before_title = load_model(before), f"before adaptation ({Path(before).name})"
-    paths = [plot_learning_curves(run_dir), run_dir / EMBEDDING_FILE]
-    plot_embeddings({before_title: before_model, "after adaptation": load_model(run_dir)}, datasets, paths[1], max_examples, cfg.seed)
+    paths = [plot_learning_curves(run_dir), plot_health(run_dir), run_dir / EMBEDDING_FILE]
+    plot_embeddings({before_title: before_model, "after adaptation": load_model(run_dir)}, datasets, paths[-1], max_examples, cfg.seed)
     return paths
 
 
 def plot_learning_curves(run_dir: Path) -> Path:
     """`learning_curves.png` from the run's `metrics.jsonl`: losses (left) and test accuracies (right) over steps."""
-    records = [json.loads(line) for line in (run_dir / METRICS_FILE).read_text().splitlines()]
+    records = read_records(run_dir)
     figure, (losses, accuracies) = plt.subplots(1, 2, figsize=(11, 4))
     for axes, keys in ((losses, list(CURVE_LABELS)[:2]), (accuracies, list(CURVE_LABELS)[2:])):
-        for key in keys:
-            points = [(record["step"], record[key]) for record in records if key in record]
-            if points:
-                axes.plot(*zip(*points), marker="." if len(points) < 30 else None, label=CURVE_LABELS[key])
-        axes.set_xlabel("step")
-        axes.legend()
-        axes.grid(alpha=0.3)
+        plot_curves(axes, records, {key: (lambda record, key=key: record[key], CURVE_LABELS[key]) for key in keys})
     losses.set_ylabel("loss (nats)")
     accuracies.set_ylabel("accuracy")
+    return _save(figure, run_dir, LEARNING_CURVES_FILE)
+
+
+HEALTH_PANELS = {  # panel title: {curve: (how to read it from a record, label)}
+    "domains (held-out features)": {
+        "domain_classifier_accuracy": (lambda r: r["domain_classifier_accuracy"], "domain classifier accuracy"),
+        "probe": (linear_probe_accuracy, "linear probe accuracy (from the proxy A-distance)"),
+        "lambda": (lambda r: r["lambda"], "lambda"),
+    },
+    "target predictions (unlabelled)": {
+        "target_largest_class_share": (lambda r: r["target_largest_class_share"], "largest predicted class's share"),
+        "target_prediction_entropy": (lambda r: r["target_prediction_entropy"], "mean prediction entropy (nats)"),
+        "source_test_accuracy": (lambda r: r["source_test_accuracy"], "source test accuracy"),
+    },
+    "gradient norm of the total loss": {
+        f"{component}_gradient_norm": (lambda r, key=f"{component}_gradient_norm": r[key], component.replace("_", " "))
+        for component in COMPONENTS
+    },
+}
+
+
+def plot_health(run_dir: Path) -> Path:
+    """`health.png` from the run's `metrics.jsonl`: the figures `python -m dann.health` reads, one panel per question."""
+    records = read_records(run_dir)
+    figure, panels = plt.subplots(1, len(HEALTH_PANELS), figsize=(5.5 * len(HEALTH_PANELS), 4))
+    for axes, (title, curves) in zip(panels, HEALTH_PANELS.items()):
+        plot_curves(axes, records, curves)
+        axes.set_title(title)
+    panels[-1].set_yscale("log")
+    return _save(figure, run_dir, HEALTH_FILE)
+
+
+def read_records(run_dir: Path) -> list[dict]:
+    """The records of the run's `metrics.jsonl`, in order."""
+    return [json.loads(line) for line in (run_dir / METRICS_FILE).read_text().splitlines()]
+
+
+def plot_curves(axes, records: list[dict], curves: dict) -> None:
+    """Draws each curve `{name: (read, label)}` over the records that hold it."""
+    for read, label in curves.values():
+        points = []
+        for record in records:
+            try:
+                points.append((record["step"], read(record)))
+            except KeyError:  # not in this record (training or evaluation), or not logged by this run
+                continue
+        if points:
+            axes.plot(*zip(*points), marker="." if len(points) < 30 else None, label=label)
+    axes.set_xlabel("step")
+    axes.legend(fontsize="small")
+    axes.grid(alpha=0.3)
+
+
+def _save(figure, run_dir: Path, name: str) -> Path:
     figure.suptitle(run_dir.name)
     figure.tight_layout()
-    path = run_dir / LEARNING_CURVES_FILE
+    path = run_dir / name
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path

@@ -7,7 +7,7 @@
     selected.weights.h5   the weights `trainer.select` prefers so far
     model.keras           the trained `DANNModel` (`load_model`)
     results.json          final figures; written last, it marks the run finished (`load_results`)
-    learning_curves.png, embedding.png   figures (`dann.figures`)
+    learning_curves.png, health.png, embedding.png   figures (`dann.figures`)
     export/               the SavedModel of `python -m dann.export`
     eval_<dataset>_<split>.json          figures of `python -m dann.evaluate` (`evaluation_file`)
 
@@ -35,11 +35,12 @@ SELECTED_WEIGHTS_FILE = "selected.weights.h5"
 MODEL_FILE = "model.keras"
 RESULTS_FILE = "results.json"
 LEARNING_CURVES_FILE = "learning_curves.png"
+HEALTH_FILE = "health.png"
 EMBEDDING_FILE = "embedding.png"
 EXPORT_DIR = "export"
 RUN_FILES = (
     CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR, CHECKPOINT_DIR, SELECTED_WEIGHTS_FILE, MODEL_FILE, RESULTS_FILE,
-    LEARNING_CURVES_FILE, EMBEDDING_FILE, EXPORT_DIR,
+    LEARNING_CURVES_FILE, HEALTH_FILE, EMBEDDING_FILE, EXPORT_DIR,
 )  # fmt: skip
 EVALUATION_FILES = "eval_*.json"
 # Settings that do not change what is computed: a run may resume with other values.

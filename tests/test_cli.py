@@ -38,12 +38,22 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     logits = model(tf.zeros((3, 2)))
     assert logits.shape == (3, 2) and np.isfinite(logits.numpy()).all()
 
-    for name in ("learning_curves.png", "embedding.png"):
+    figures = ("learning_curves.png", "health.png", "embedding.png")
+    for name in figures:
         (run_dir / name).unlink()
     done = run_module("dann.plot", f"run_dir={run_dir}", f"before={run_dir}", "max_examples=40", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.split() == [str(run_dir / "learning_curves.png"), str(run_dir / "embedding.png")]
-    assert all((run_dir / name).stat().st_size > 10_000 for name in ("learning_curves.png", "embedding.png"))
+    assert done.stdout.split() == [str(run_dir / name) for name in figures]
+    assert all((run_dir / name).stat().st_size > 10_000 for name in figures)
+
+    done = run_module("dann.health", f"run_dir={run_dir}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Health of" in done.stdout and "No warning" in done.stdout and "RuntimeWarning" not in done.stderr
+    collapsed = {**evaluations[-1], "target_largest_class_share": 1.0}
+    with open(run_dir / "metrics.jsonl", "a") as stream:  # two more evaluations, every target prediction one class
+        stream.writelines(json.dumps({**collapsed, "step": step}) + "\n" for step in (30, 40))
+    done = run_module("dann.health", f"run_dir={run_dir}", cwd=tmp_path)
+    assert done.returncode == 1 and "target_predictions_collapse (step 40): 100% of the target predictions are one class" in done.stdout
 
 
 @pytest.mark.parametrize("algorithm", ["dann", "dirt_t"])
@@ -133,7 +143,7 @@ def test_mnist_m_experiment_on_small_subsets_then_evaluate_on_original(small_mni
     expected = tf.nn.softmax(model(dann.data.ImagePreprocessing(per_image=True).normalize(tf.constant(images)))).numpy()
     assert served.shape == (5, 10)
     np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
-    assert (run_dir / "learning_curves.png").exists() and (run_dir / "embedding.png").exists()
+    assert all((run_dir / name).exists() for name in ("learning_curves.png", "health.png", "embedding.png"))
 
 
 def test_commands_import_the_library_never_another_command(tmp_path):

@@ -79,7 +79,8 @@ def test_run_directory_of_another_config_is_refused_unless_overwritten(tmp_path)
     with pytest.raises(RunDirectoryError, match=r"trainer.steps: 20 there, 30 now.*trainer.overwrite=true"):
         train(_cfg("trainer.steps=30"), tmp_path)
     (tmp_path / "export").mkdir()
-    for name in ("learning_curves.png", "embedding.png", "eval_mnist_m_original_test.json", "export/model.keras", "notes.txt"):
+    discarded = ("learning_curves.png", "health.png", "embedding.png", "eval_mnist_m_original_test.json", "export/model.keras")
+    for name in (*discarded, "notes.txt"):
         (tmp_path / name).write_text("of the discarded run (notes.txt: the user's own)")
     results = train(_cfg("trainer.steps=30", "trainer.overwrite=true", "trainer.plots=false"), tmp_path)
     assert results["steps"] == 30 and results["resumed_from_step"] == 0

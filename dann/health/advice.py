@@ -20,6 +20,7 @@ Figures = dict[str, float]
 
 CONSECUTIVE = 2  # evaluations in a row a pattern must hold at before it warns
 LATE = 0.5  # training progress from which the features should be aligned
+DOMAIN_CLASSIFIER_NEAR_CHANCE = 0.6  # held-out accuracy
 
 
 @dataclass(frozen=True)
@@ -87,29 +88,40 @@ def linear_probe_accuracy(figures: Figures) -> float:
     return 0.5 + figures["proxy_a_distance_features"] / 4
 
 
-def _domain_classifier_behind_probe(now: Figures, earlier: list[Figures], context: RunContext) -> Finding | None:
-    """Score: how much more accurately a fresh linear probe tells the domains apart than the trained domain classifier."""
-    if not context.adapts:
+def _domain_classifier_gradient_vanished(now: Figures, earlier: list[Figures], context: RunContext) -> Finding | None:
+    """Score: how many orders of magnitude the domain classifier's gradient is below the label classifier's,
+    while the domain classifier is near chance (a winning one has a small gradient too)."""
+    accuracy = now["domain_classifier_accuracy"]
+    if not context.adapts or accuracy > DOMAIN_CLASSIFIER_NEAR_CHANCE:
         return None
-    probe, accuracy = linear_probe_accuracy(now), now["domain_classifier_accuracy"]
+    domain, label = now["domain_classifier_gradient_norm"], now["label_classifier_gradient_norm"]
     return Finding(
-        probe - accuracy,
-        f"the domain classifier tells held-out source from target with accuracy {accuracy:.2f}, a linear probe "
-        f"fitted on the same features with {probe:.2f}: the domain classifier is not learning",
+        math.inf if domain == 0 else math.log10(label / domain),
+        f"the domain classifier is at chance (accuracy {accuracy:.2f} on held-out features) and its gradient "
+        f"({domain:.2g}) is {'zero' if domain == 0 else 'vanishing'} beside the label classifier's ({label:.2g}): it is not learning",
     )
 
 
-def _probe_accuracy_late(now: Figures, earlier: list[Figures], context: RunContext) -> Finding | None:
-    """Score: the linear probe's domain accuracy on features, from `LATE` into training on."""
+def _no_reversal_late(now: Figures, earlier: list[Figures], context: RunContext) -> Finding | None:
+    """Score: 1 when, from `LATE` into training on, lambda is 0 or the algorithm has no reversal; else 0."""
     if now["step"] < LATE * context.total_steps:
         return None
-    probe = linear_probe_accuracy(now)
+    idle = not context.adapts or now["lambda"] <= 0
+    why = "this algorithm does not adapt" if not context.adapts else "lambda is 0"
+    return Finding(float(idle), f"{now['step'] / context.total_steps:.0%} into training {why}: nothing aligns the domains")
+
+
+def _domains_separate_late(now: Figures, earlier: list[Figures], context: RunContext) -> Finding | None:
+    """Score: how well the domains are told apart on held-out features (the better of the domain classifier and a
+    fresh linear probe), from `LATE` into training on."""
+    if now["step"] < LATE * context.total_steps:
+        return None
+    probe, accuracy = linear_probe_accuracy(now), now["domain_classifier_accuracy"]
     return Finding(
-        probe,
-        f"{now['step'] / context.total_steps:.0%} into training the features still separate the domains: a linear "
-        f"probe tells them apart with accuracy {probe:.2f}, the domain classifier with "
-        f"{now['domain_classifier_accuracy']:.2f} (lambda {now.get('lambda', math.nan):.3g})"
-        + ("" if context.adapts else "; this algorithm does not adapt"),
+        max(probe, accuracy),
+        f"{now['step'] / context.total_steps:.0%} into training the features still separate the domains: the domain "
+        f"classifier tells them apart with accuracy {accuracy:.2f}, a fresh linear probe with {probe:.2f} "
+        f"(lambda {now.get('lambda', math.nan):.3g})",
     )
 
 
@@ -145,20 +157,28 @@ def _label_loss_rise(now: Figures, earlier: list[Figures], context: RunContext) 
 RULES: tuple[Rule, ...] = (
     Rule(
         "domain_classifier_not_learning",
-        _domain_classifier_behind_probe,
-        threshold=0.2,
-        needs=("domain_classifier_accuracy", "proxy_a_distance_features"),
-        advice="algorithm.domain_loss_weight > 0; a larger domain classifier (model.domain_classifier.hidden_units); "
-        "`python -m dann.diagnose` shows whether its gradient arrives",
+        _domain_classifier_gradient_vanished,
+        threshold=3.0,
+        needs=("domain_classifier_accuracy", "domain_classifier_gradient_norm", "label_classifier_gradient_norm"),
+        advice="algorithm.domain_loss_weight > 0; a lower optimizer.lr (dead or saturated units); "
+        "`python -m dann.diagnose` shows whether the domain classifier's gradient arrives",
+    ),
+    Rule(
+        "no_adaptation",
+        _no_reversal_late,
+        threshold=1.0,
+        needs=("lambda",),
+        advice="algorithm=dann (or another adaptation algorithm); schedule/adaptation=sigmoid, or a value > 0 "
+        "(schedule.adaptation.value, schedule.adaptation.scale)",
     ),
     Rule(
         "domains_not_aligned",
-        _probe_accuracy_late,
+        _domains_separate_late,
         threshold=0.9,
         needs=("domain_classifier_accuracy", "proxy_a_distance_features"),
-        advice="algorithm=dann (source_only and target_only do not adapt); a larger lambda (schedule/adaptation and its "
-        "value or scale; algorithm.domain_loss_weight); `python -m dann.diagnose` shows whether the reversed gradient "
-        "reaches the features",
+        advice="a larger lambda (schedule/adaptation: its value or scale; algorithm.domain_loss_weight); a larger domain "
+        "classifier (model.domain_classifier.hidden_units); `python -m dann.diagnose` shows whether the reversed "
+        "gradient reaches the features",
     ),
     Rule(
         "target_predictions_collapse",
