@@ -34,7 +34,7 @@ from dann.health import HealthMonitor, prediction_health
 from dann.health.advice import RunContext
 from dann.metrics import domain_metrics, evaluate_classifier
 from dann.runs import CHECKPOINT_DIR, METRICS_FILE, SELECTED_WEIGHTS_FILE, TENSORBOARD_DIR, write_atomically
-from dann.selection import SELECT_OPTIONS, dev_risk, improves
+from dann.selection import SELECT_OPTIONS, dev_risk, improves, reverse_validation_accuracy
 
 log = logging.getLogger(__name__)
 
@@ -211,9 +211,10 @@ HEALTH_EXAMPLES = 1000
 def _evaluate(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerSettings) -> dict[str, float]:
     """Test accuracies of both domains, DEV's risk, and the label-free health figures (`dann.health`, `dann.metrics.domain_metrics`).
 
-    The source accuracy and the risk are the label-free selection criteria; the spread of
-    target predictions is measured on at most `HEALTH_EXAMPLES` unlabelled target training
-    inputs, the domain separability on held-out test inputs of both domains.
+    Every figure but the target accuracy is label-free (the selection criteria of
+    `dann.selection` among them); the spread of target predictions is measured on at most
+    `HEALTH_EXAMPLES` unlabelled target training inputs, the domain separability on held-out
+    test inputs of both domains.
     """
     figures = {
         f"{domain}_test_accuracy": evaluate_classifier(
@@ -222,6 +223,7 @@ def _evaluate(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerS
         for domain, split in (("source", datasets.source_test), ("target", datasets.target_test))
     }
     figures["dev_risk"] = dev_risk(algorithm.model, datasets, seed=settings.seed)
+    figures["reverse_validation_accuracy"] = reverse_validation_accuracy(algorithm.model, datasets)
     target_logits = algorithm.classifier()(label_free_samples(datasets, HEALTH_EXAMPLES)["target"][0], training=False)
     figures.update(prediction_health(target_logits))  # with the prediction-based selection criteria
     figures.update(domain_metrics(algorithm.model, datasets, HEALTH_EXAMPLES, seed=settings.seed))

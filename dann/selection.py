@@ -19,6 +19,13 @@ examples and unlabelled target *training* examples (never the target test split)
   over the classes; higher is better, at most `log C`.
 - `batch_nuclear_norm`: the nuclear norm of the `(N, C)` matrix of target probabilities,
   divided by `N` (Cui et al., CVPR 2020): also confident and diverse; higher is better.
+- `soft_neighborhood_density`: SND (Saito et al., ICCV 2021), how densely target predictions
+  cluster, in nats; higher is better.
+- `reverse_validation_accuracy`: reverse validation (Zhong et al., ECML PKDD 2010; the model
+  selection of Ganin et al., JMLR 2016, section 5.1.2) with a linear reverse classifier: fitted
+  on target features labelled by the model's own predictions, scored on held-out labelled
+  source features. The paper trains a whole reverse DANN instead; a linear one on frozen
+  features costs one least-squares solve per evaluation. Higher is better.
 
 Which of them tracks target accuracy is an open question (Musgrave et al., 2022); `last` is
 the default until a measured study says otherwise.
@@ -41,6 +48,8 @@ CRITERIA = {
     "target_prediction_entropy": "lower",
     "information_maximization": "higher",
     "batch_nuclear_norm": "higher",
+    "soft_neighborhood_density": "higher",
+    "reverse_validation_accuracy": "higher",
 }
 SELECT_OPTIONS = ("last", *CRITERIA)
 
@@ -50,12 +59,31 @@ def dev_risk(model: DANNModel, datasets: DomainDatasets, max_examples: int = 200
 
     No target label is read, and nothing of the target test split (`label_free_samples`).
     """
-    samples = label_free_samples(datasets, max_examples)
-    features = {name: model.feature_extractor(inputs, training=False) for name, (inputs, _) in samples.items()}
+    samples, features = _label_free_features(model, datasets, max_examples)
     logits = tf.cast(model.label_classifier(features["source"], training=False), tf.float32)
     source_losses = tf.keras.losses.sparse_categorical_crossentropy(samples["source"][1], logits, from_logits=True).numpy()
     weights = density_ratio(features["source"].numpy(), features["target"].numpy(), seed)
     return float(np.sum(weights * source_losses) / np.sum(weights))
+
+
+def reverse_validation_accuracy(model: DANNModel, datasets: DomainDatasets, max_examples: int = 2000, ridge: float = 1.0) -> float:
+    """The held-out source accuracy of a linear classifier fitted on target features labelled by the model's predictions.
+
+    No target label is read, and nothing of the target test split (`label_free_samples`).
+    """
+    samples, features = _label_free_features(model, datasets, max_examples)
+    pseudo_labels = np.argmax(model.label_classifier(features["target"], training=False).numpy(), axis=-1)
+    target = features["target"].numpy().reshape(len(pseudo_labels), -1).astype(np.float64)
+    mean, std = target.mean(axis=0), target.std(axis=0) + 1e-6
+
+    def design(points: np.ndarray) -> np.ndarray:
+        return np.c_[(points.reshape(len(points), -1) - mean) / std, np.ones(len(points))]
+
+    x = design(target)
+    one_hot = np.eye(datasets.num_classes)[pseudo_labels]
+    coefficients = np.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1]), x.T @ one_hot)  # ridge least squares
+    predicted = np.argmax(design(features["source"].numpy().astype(np.float64)) @ coefficients, axis=-1)
+    return float(np.mean(predicted == samples["source"][1].numpy()))
 
 
 def density_ratio(source: np.ndarray, target: np.ndarray, seed: int = 0, ridge: float = 1.0, components: int = 64) -> np.ndarray:
@@ -87,6 +115,12 @@ def density_ratio(source: np.ndarray, target: np.ndarray, seed: int = 0, ridge: 
         prior = len(source_halves[fit_half]) / len(target_halves[fit_half])
         weights[source_halves[apply_half]] = prior * probability / (1.0 - probability)
     return weights
+
+
+def _label_free_features(model: DANNModel, datasets: DomainDatasets, max_examples: int) -> tuple[dict, dict[str, tf.Tensor]]:
+    """`label_free_samples` (held-out source, unlabelled target training inputs) and the model's features of each."""
+    samples = label_free_samples(datasets, max_examples)
+    return samples, {name: model.feature_extractor(inputs, training=False) for name, (inputs, _) in samples.items()}
 
 
 def improves(criterion: str, value: float, best: float) -> bool:

@@ -2,6 +2,7 @@ import dataclasses
 import json
 import warnings
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -10,8 +11,9 @@ from tests_support import TINY_OVERRIDES
 from dann.config import compose_config
 from dann.data import moons_domains
 from dann.health import prediction_health
+from dann.health.predictions import soft_neighborhood_density
 from dann.models import build_dann_model, classifier_head, dense_stack
-from dann.selection import CRITERIA, _sigmoid, density_ratio, dev_risk, improves
+from dann.selection import CRITERIA, _sigmoid, density_ratio, dev_risk, improves, reverse_validation_accuracy
 from dann.train import train
 
 
@@ -82,3 +84,44 @@ def test_select_keeps_the_preferred_evaluation(tmp_path, criterion):
     best = (min if CRITERIA[criterion] == "lower" else max)(evaluations, key=lambda line: line[criterion])
     assert results["selected_step"] == best["step"]
     assert results["target_test_accuracy"] == best["target_test_accuracy"]  # the saved model is the selected one
+
+
+def test_soft_neighborhood_density_is_higher_for_clustered_than_for_scattered_predictions():
+    rng = np.random.default_rng(0)
+    clustered = np.eye(4)[rng.integers(0, 4, 200)] * 0.9 + 0.025  # four tight clusters
+    scattered = rng.dirichlet(np.ones(4), 200)
+    assert soft_neighborhood_density(clustered) > soft_neighborhood_density(scattered)
+    # Identical rows: each neighbourhood is uniform over the N - 1 others.
+    assert soft_neighborhood_density(np.full((50, 4), 0.25)) == pytest.approx(np.log(49))
+    assert "soft_neighborhood_density" in prediction_health(np.log(clustered))
+
+
+def test_reverse_validation_rewards_pseudo_labels_that_transfer_back_to_the_source():
+    """Both domains: the class is the sign of x0 (the target shifted along x1). With an identity feature extractor, a
+    label classifier that follows x0 scores 1 and one that follows x1 (blind to the class) about chance."""
+    rng = np.random.default_rng(0)
+
+    def domain(shift):
+        x = rng.normal(size=(400, 2)).astype(np.float32) + [0.0, shift]
+        x[:, 0] += np.sign(x[:, 0])  # a margin between the classes
+        return tf.data.Dataset.from_tensor_slices((x, (x[:, 0] > 0).astype(np.int64)))
+
+    source, target = domain(0.0), domain(3.0)
+    datasets = dataclasses.replace(moons_domains(seed=0, num_train=8, num_test=8), source_test=source, target_train=target)
+    identity = keras.Sequential([keras.layers.Input((2,)), keras.layers.Identity()])
+
+    def reverse_accuracy(kernel):
+        head = keras.Sequential([keras.layers.Input((2,)), keras.layers.Dense(2)])
+        head.layers[-1].set_weights([np.array(kernel, np.float32), np.zeros(2, np.float32)])
+        return reverse_validation_accuracy(build_dann_model(identity, head, classifier_head([4], num_outputs=1), (2,)), datasets)
+
+    assert reverse_accuracy([[-1.0, 1.0], [0.0, 0.0]]) == 1.0  # logit of class 1 grows with x0
+    assert 0.3 < reverse_accuracy([[0.0, 0.0], [-1.0, 1.0]]) < 0.7  # pseudo-labels by x1 > 0: unrelated to the class
+
+
+def test_reverse_validation_never_reads_the_target_test_split():
+    datasets = moons_domains(seed=0, num_train=200, num_test=200)
+    poisoned = tf.data.Dataset.from_tensor_slices((np.full((200, 2), np.nan, np.float32), np.zeros(200, np.int64)))
+    datasets = dataclasses.replace(datasets, target_test=poisoned)
+    model = build_dann_model(dense_stack([8]), classifier_head([], num_outputs=2), classifier_head([4], num_outputs=1), (2,))
+    assert 0.0 <= reverse_validation_accuracy(model, datasets) <= 1.0

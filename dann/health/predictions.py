@@ -21,8 +21,9 @@ def prediction_health(class_logits: tf.Tensor | np.ndarray) -> dict[str, float]:
         every class equally often; 0: one class only);
         `target_largest_class_share`: the share of the most often predicted class;
         `information_maximization`: `H(mean_i p_i) - mean_i H(p_i)`, in nats, and
-        `batch_nuclear_norm`: the nuclear norm of the `(N, C)` probabilities divided by `N`,
-        two validators of `dann.selection`.
+        `batch_nuclear_norm`: the nuclear norm of the `(N, C)` probabilities divided by `N`, and
+        `soft_neighborhood_density`: `soft_neighborhood_density` of the probabilities, three
+        validators of `dann.selection`.
     """
     logits = np.asarray(class_logits, dtype=np.float64)
     log_probabilities = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
@@ -37,4 +38,20 @@ def prediction_health(class_logits: tf.Tensor | np.ndarray) -> dict[str, float]:
         "target_largest_class_share": float(shares.max()),
         "information_maximization": float(-np.sum(marginal * np.log(marginal + 1e-12)) - mean_entropy),
         "batch_nuclear_norm": float(np.linalg.svd(probabilities, compute_uv=False).sum() / len(probabilities)),
+        "soft_neighborhood_density": soft_neighborhood_density(probabilities),
     }
+
+
+def soft_neighborhood_density(probabilities: np.ndarray, temperature: float = 0.05) -> float:
+    """SND (Saito et al., ICCV 2021): the mean entropy, in nats, of each example's soft neighbourhood.
+
+    Each of the `N` rows of `probabilities` `(N, C)` is compared with the others by cosine
+    similarity; a softmax over those similarities at `temperature` is its soft neighbourhood.
+    High when predictions form dense clusters (many close neighbours), low when they scatter.
+    """
+    normalized = probabilities / np.linalg.norm(probabilities, axis=-1, keepdims=True)
+    similarity = normalized @ normalized.T / temperature
+    np.fill_diagonal(similarity, -np.inf)  # not its own neighbour
+    log_neighbourhood = similarity - np.logaddexp.reduce(similarity, axis=-1, keepdims=True)
+    neighbourhood = np.exp(log_neighbourhood)
+    return float(-np.sum(neighbourhood * np.where(np.isfinite(log_neighbourhood), log_neighbourhood, 0.0), axis=-1).mean())
