@@ -103,7 +103,7 @@ def draw(runs: dict[str, Path], path: Path, title: str) -> Path:
             axes.set_title(f"{name}: {panel}", fontsize="small")
         row[-1].set_yscale("log")
     figure.suptitle(f"{title}: health of healthy and broken runs (scripts/health_drill.py)")
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1, 0.98))  # room for the title
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=80)
     plt.close(figure)
