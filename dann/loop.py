@@ -162,7 +162,7 @@ def fit(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerSetting
             if is_due(done, settings.log_every, settings.steps):
                 record = _mean(window)
                 window.clear()
-                _check_finite(record, done, run.latest_step())
+                _check_finite(record, done, run.latest_step(), health)
                 run.write(done, record)
                 progress.update(done, [(key, record[key]) for key in ("loss", "label_loss", "domain_loss")])
                 log.info("step %d/%d  %s", done, settings.steps, _format(record))
@@ -174,7 +174,8 @@ def fit(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerSetting
                 run.write(done, accuracies)
                 log.info("step %d/%d  %s", done, settings.steps, _format(accuracies))
             if is_due(done, settings.checkpoint_every, settings.steps):
-                _check_finite({key: float(value) for key, value in metrics.items()}, done, run.latest_step())  # never save a diverged model
+                last_call = {key: float(value) for key, value in metrics.items()}
+                _check_finite(last_call, done, run.latest_step(), health)  # never save a diverged model
                 run.save(done)
             if interrupt.requested:
                 if run.latest_step() != done:
@@ -357,13 +358,15 @@ def _mean(window: list[dict[str, tf.Tensor]]) -> dict[str, float]:
     return {key: float(np.mean([float(metrics[key]) for metrics in window])) for key in window[0]}
 
 
-def _check_finite(record: dict[str, float], step: int, last_checkpoint: int | None) -> None:
+def _check_finite(record: dict[str, float], step: int, last_checkpoint: int | None, health: HealthMonitor) -> None:
     bad = [key for key in ("label_loss", "domain_loss", "loss") if key in record and not math.isfinite(record[key])]
     if bad:
         kept = "no checkpoint was saved before" if last_checkpoint is None else f"the last good checkpoint (step {last_checkpoint}) is kept"
+        findings = health.latest_findings()
         raise NonFiniteLossError(
             f"{', '.join(bad)} became {record[bad[0]]} by step {step}; training stopped and {kept}. "
             "Lower optimizer.lr, check the inputs for NaNs, or lengthen the lambda ramp (schedule.adaptation)."
+            + (f" At the last evaluation (step {health.evaluations[-1]['step']}): {'; '.join(findings)}." if findings else "")
         )
 
 

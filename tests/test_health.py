@@ -55,6 +55,7 @@ def _evaluation(step, **changes):
         "target_largest_class_share": 0.12,
         "target_class_entropy": 2.29,
         "lambda": 1.0,  # this and the gradient norms: of the latest training record in a real run
+        "feature_extractor_gradient_norm": 0.3,
         "label_classifier_gradient_norm": 0.05,
         "domain_classifier_gradient_norm": 0.4,
     }
@@ -80,6 +81,7 @@ BROKEN = {  # rule: figures that show its pattern
     "domains_not_aligned": {"domain_classifier_accuracy": 0.99},
     "target_predictions_collapse": {"target_largest_class_share": 0.7, "target_class_entropy": 1.2},
     "source_accuracy_falls": {"source_test_accuracy": 0.5},
+    "gradient_explodes_or_vanishes": {"feature_extractor_gradient_norm": 0.0},
 }
 
 
@@ -100,6 +102,24 @@ def test_a_pattern_at_consecutive_evaluations_warns_once_with_advice(rule):
 def test_a_pattern_at_one_evaluation_only_does_not_warn(rule):
     records = [_evaluation(600), _evaluation(700, **BROKEN[rule]), _evaluation(800), _evaluation(900, **BROKEN[rule])]
     assert _monitor_of(records)[1] == []
+
+
+def test_exploding_gradients_and_a_source_classifier_at_chance_warn():
+    records = [_evaluation(step, label_classifier_gradient_norm=float("inf")) for step in (600, 700)]
+    assert _monitor_of(records)[1] == [("gradient_explodes_or_vanishes", 700)]
+    records = [_evaluation(step, source_test_accuracy=0.11) for step in (600, 700)]  # never better: no fall, but chance
+    monitor, raised = _monitor_of(records)
+    assert raised == [("source_accuracy_falls", 700)] and "chance level" in monitor.warnings[0].seen
+
+
+def test_a_diverging_run_is_told_what_held_at_its_last_evaluation():
+    monitor, raised = _monitor_of([_evaluation(500), _evaluation(600, target_largest_class_share=1.0)])
+    assert raised == [] and monitor.latest_findings() == [
+        "target_predictions_collapse: 100% of the target predictions are one class (entropy of the predicted classes 2.29 nats; "
+        "2.30 when balanced)"
+    ]
+    with pytest.raises(dann.loop.NonFiniteLossError, match=r"At the last evaluation \(step 600\): target_predictions_collapse: 100%"):
+        dann.loop._check_finite({"loss": float("nan")}, 700, None, monitor)
 
 
 def test_a_domain_classifier_at_chance_with_a_live_gradient_is_well_aligned_not_idle():

@@ -20,7 +20,7 @@ Figures = dict[str, float]
 
 CONSECUTIVE = 2  # evaluations in a row a pattern must hold at before it warns
 LATE = 0.5  # training progress from which the features should be aligned
-DOMAIN_CLASSIFIER_NEAR_CHANCE = 0.6  # held-out accuracy
+DOMAIN_CLASSIFIER_WINS = 0.9  # held-out accuracy: a domain classifier this good has a small gradient because it wins
 
 
 @dataclass(frozen=True)
@@ -90,15 +90,26 @@ def linear_probe_accuracy(figures: Figures) -> float:
 
 def _domain_classifier_gradient_vanished(now: Figures, earlier: list[Figures], context: RunContext) -> Finding | None:
     """Score: how many orders of magnitude the domain classifier's gradient is below the label classifier's,
-    while the domain classifier is near chance (a winning one has a small gradient too)."""
+    unless the domain classifier wins (then its gradient is small because its loss is)."""
     accuracy = now["domain_classifier_accuracy"]
-    if not context.adapts or accuracy > DOMAIN_CLASSIFIER_NEAR_CHANCE:
-        return None
     domain, label = now["domain_classifier_gradient_norm"], now["label_classifier_gradient_norm"]
+    if not context.adapts or accuracy >= DOMAIN_CLASSIFIER_WINS or not 0 < label < math.inf:  # the latter: another rule's
+        return None
     return Finding(
         math.inf if domain == 0 else math.log10(label / domain),
-        f"the domain classifier is at chance (accuracy {accuracy:.2f} on held-out features) and its gradient "
-        f"({domain:.2g}) is {'zero' if domain == 0 else 'vanishing'} beside the label classifier's ({label:.2g}): it is not learning",
+        f"the domain classifier's gradient ({domain:.2g}) is {'zero' if domain == 0 else 'vanishing'} beside the label "
+        f"classifier's ({label:.2g}), and it tells held-out source from target with accuracy {accuracy:.2f}: it is not learning",
+    )
+
+
+def _classifier_gradient_out_of_range(now: Figures, earlier: list[Figures], context: RunContext) -> Finding | None:
+    """Score: how many orders of magnitude the feature extractor's or label classifier's gradient norm is from 1."""
+    norms = {name: now[f"{name}_gradient_norm"] for name in ("feature_extractor", "label_classifier")}
+    name, norm = max(norms.items(), key=lambda item: abs(math.log10(item[1])) if 0 < item[1] < math.inf else math.inf)
+    return Finding(
+        abs(math.log10(norm)) if 0 < norm < math.inf else math.inf,
+        f"the {name.replace('_', ' ')}'s gradient norm is {norm:.2g}: "
+        + ("vanishing (dead or saturated units)" if norm <= 1 else "exploding"),
     )
 
 
@@ -137,9 +148,11 @@ def _excess_largest_class_share(now: Figures, earlier: list[Figures], context: R
 
 
 def _source_accuracy_drop(now: Figures, earlier: list[Figures], context: RunContext) -> Finding | None:
-    """Score: the source test accuracy's fall below the best of the run so far."""
+    """Score: the source test accuracy's fall below the best of the run so far; 1 at chance level."""
     best = max(figures["source_test_accuracy"] for figures in [*earlier, now])
-    accuracy = now["source_test_accuracy"]
+    accuracy, chance = now["source_test_accuracy"], 1.0 / context.num_classes
+    if accuracy <= 1.5 * chance:
+        return Finding(1.0, f"source test accuracy is {accuracy:.3f}, chance level ({chance:.2f}): the classifier does not learn")
     return Finding(best - accuracy, f"source test accuracy fell to {accuracy:.3f} from {best:.3f}")
 
 
@@ -196,6 +209,14 @@ RULES: tuple[Rule, ...] = (
         advice="a lower optimizer.lr; a smaller lambda (schedule/adaptation, algorithm.domain_loss_weight)",
     ),
     Rule(
+        "gradient_explodes_or_vanishes",
+        _classifier_gradient_out_of_range,
+        threshold=3.0,
+        needs=("feature_extractor_gradient_norm", "label_classifier_gradient_norm"),
+        advice="a lower optimizer.lr (an explosion leaves dead units behind); schedule/learning_rate=annealed; "
+        "model.feature_extractor.batch_norm=true",
+    ),
+    Rule(
         "label_loss_rises",
         _label_loss_rise,
         threshold=0.1,
@@ -247,3 +268,11 @@ class HealthMonitor:
 
     def warned(self) -> set[str]:
         return {warning.rule for warning in self.warnings}
+
+    def latest_findings(self) -> list[str]:
+        """`"rule: what it saw"` for each rule that held at the latest evaluation (once may be all a diverging run gets)."""
+        if not self.evaluations:
+            return []
+        now, earlier = self.evaluations[-1], self.evaluations[:-1]
+        held = [(rule, rule.holds(now, earlier, self.context)) for rule in self.rules]
+        return [f"{rule.name}: {finding.words}" for rule, finding in held if finding]

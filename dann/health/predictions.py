@@ -34,7 +34,7 @@ def prediction_health(class_logits: tf.Tensor | np.ndarray) -> dict[str, float]:
     present = shares[shares > 0]
     return {
         "target_prediction_entropy": mean_entropy,
-        "target_class_entropy": float(-np.sum(present * np.log(present))),
+        "target_class_entropy": float(-np.sum(present * np.log(present))) + 0.0,  # + 0.0: one class gives 0, not -0
         "target_largest_class_share": float(shares.max()),
         "information_maximization": float(-np.sum(marginal * np.log(marginal + 1e-12)) - mean_entropy),
         "batch_nuclear_norm": float(np.linalg.svd(probabilities, compute_uv=False).sum() / len(probabilities)),
