@@ -60,7 +60,7 @@ class TrainerSettings:
         keep_checkpoints: how many recent checkpoints to keep, >= 1.
         progress: show a progress bar when standard output is a terminal.
         select: which evaluation's model to keep: `"last"`, or the best by a label-free
-            criterion of `dann.selection` (`"source_test_accuracy"`, `"dev_risk"`).
+            criterion of `dann.selection.CRITERIA` (`"dev_risk"`, `"soft_neighborhood_density"`, ...).
     """
 
     steps: int
