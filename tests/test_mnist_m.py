@@ -28,6 +28,28 @@ def test_blend_is_the_absolute_difference_with_the_binarised_digit():
     np.testing.assert_array_equal(out[0, 0], [10, 200, 90])
 
 
+def test_on_a_32x32_patch_the_digit_is_centred():
+    digit = np.full((28, 28, 1), 255, np.uint8)  # ink everywhere
+    patch = np.full((32, 32, 3), 10, np.uint8)
+    out = blend(digit, patch)
+    assert out.shape == (32, 32, 3)
+    assert (out[2:30, 2:30] == 245).all()  # the digit, 2 pixels in from each side
+    inside = np.zeros((32, 32), bool)
+    inside[2:30, 2:30] = True
+    assert (out[~inside] == 10).all()  # the background
+
+
+def test_synthetic_32_follows_mnist_on_a_32x32_canvas(small_mnist_m_dir, tmp_path):
+    shutil.copytree(small_mnist_m_dir / "mnist", tmp_path / "mnist")
+    shutil.copytree(small_mnist_m_dir / "downloads", tmp_path / "downloads")
+    config = tfds.download.DownloadConfig(max_examples_per_split=20)
+    tfds.builder("mnist_m/synthetic_32", data_dir=tmp_path).download_and_prepare(download_config=config)
+    images, labels = _arrays("mnist_m/synthetic_32", "test", tmp_path)
+    _, mnist_labels = _arrays("mnist", "test[:20]", tmp_path)
+    assert images.shape == (20, 32, 32, 3) and images.dtype == np.uint8
+    np.testing.assert_array_equal(labels, mnist_labels)
+
+
 def test_synthetic_split_follows_mnist(small_mnist_m_dir):
     images, labels = _arrays("mnist_m", "test", small_mnist_m_dir)
     mnist_images, mnist_labels = _arrays("mnist", f"test[:{SMALL_SPLIT}]", small_mnist_m_dir)

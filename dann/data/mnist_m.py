@@ -7,6 +7,9 @@ Two builder configs:
   28x28 crop of a random BSDS500 training photo, `|patch - digit|` per channel. The
   splits follow MNIST's (60,000 / 10,000 examples, same labels, same order), and the
   build is seeded: two builds give identical examples.
+* `mnist_m/synthetic_32`: the same recipe on the original distribution's 32x32 canvas: the
+  28x28 digit centred on a 32x32 crop, so that, resized to 28x28 for the network as the
+  original images are, the digit is as small and the background as smooth as there.
 * `mnist_m/original`: the MNIST-M distribution as people download it (`mnist_m.tar.gz`,
   or its extracted `mnist_m/` folder, 32x32 RGB PNGs) imported from the manual
   directory. A split whose files are absent is not generated.
@@ -47,13 +50,22 @@ def binarize_digit(digit: np.ndarray) -> np.ndarray:
 
 
 def blend(digit: np.ndarray, patch: np.ndarray) -> np.ndarray:
-    """The MNIST-M difference blend: `|patch - binarised digit|` per channel, as uint8 `(28, 28, 3)`.
+    """The MNIST-M difference blend: `|patch - binarised digit|` per channel, as uint8 `(S, S, 3)`.
 
     Args:
-        digit: `(28, 28[, 1])` uint8 MNIST digit.
-        patch: `(28, 28, 3)` uint8 crop of a background photo.
+        digit: `(28, 28[, 1])` uint8 MNIST digit, centred on the patch when `S` > 28.
+        patch: `(S, S, 3)` uint8 crop of a background photo, `S` >= 28.
     """
-    return np.abs(patch.astype(np.float32) - binarize_digit(digit)).astype(np.uint8)
+    ink = binarize_digit(digit)
+    (top, bottom), (left, right) = (_centred_margins(outer, inner) for outer, inner in zip(patch.shape[:2], ink.shape[:2]))
+    ink = np.pad(ink, [(top, bottom), (left, right), (0, 0)])
+    return np.abs(patch.astype(np.float32) - ink).astype(np.uint8)
+
+
+def _centred_margins(outer: int, inner: int) -> tuple[int, int]:
+    """The margins before and after a length `inner` centred in `outer`."""
+    before = (outer - inner) // 2
+    return before, outer - inner - before
 
 
 class MnistMConfig(tfds.core.BuilderConfig):
@@ -68,12 +80,17 @@ class MnistM(tfds.core.GeneratorBasedBuilder):
     """MNIST-M: MNIST digits blended over colour photo patches (Ganin et al., JMLR 2016)."""
 
     VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Synthetic (recipe of Ganin et al.) and original (manual import) configs."}
+    RELEASE_NOTES = {"1.0.0": "Synthetic (recipe of Ganin et al.; 28x28, or 32x32 as the original) and original (manual import) configs."}
     BUILDER_CONFIGS = [
         MnistMConfig(
             name="synthetic",
             image_size=28,
             description="Made from TFDS mnist and the 200 BSDS500 training photos, seeded.",
+        ),
+        MnistMConfig(
+            name="synthetic_32",
+            image_size=32,
+            description="The synthetic recipe on a 32x32 canvas (the digit centred), as the original images are.",
         ),
         MnistMConfig(
             name="original",
@@ -110,7 +127,7 @@ class MnistM(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        if self.builder_config.name == "synthetic":
+        if self.builder_config.name.startswith("synthetic"):
             photos = _bsds500_train_photos(dl_manager)
             return {split: self._generate_examples(split=split, photo_paths=photos) for split in ("train", "test")}
         root = _original_root(dl_manager)
@@ -121,7 +138,7 @@ class MnistM(tfds.core.GeneratorBasedBuilder):
         }
 
     def _generate_examples(self, **inputs) -> Iterator:
-        if self.builder_config.name == "synthetic":
+        if self.builder_config.name.startswith("synthetic"):
             return self._generate_synthetic(**inputs)
         return self._generate_original(**inputs)
 
