@@ -28,13 +28,12 @@ import tensorflow as tf
 
 from dann.algorithms import Algorithm
 from dann.data import DomainDatasets, evaluation_batches, training_batches
-from dann.data.domains import label_free_samples
 from dann.gradient_checks import verify_gradients
 from dann.health import HealthMonitor, prediction_health
 from dann.health.advice import RunContext
 from dann.metrics import domain_metrics, evaluate_classifier
 from dann.runs import CHECKPOINT_DIR, METRICS_FILE, SELECTED_WEIGHTS_FILE, TENSORBOARD_DIR, write_atomically
-from dann.selection import SELECT_OPTIONS, dev_risk, improves, reverse_validation_accuracy
+from dann.selection import SELECT_OPTIONS, dev_risk, improves, label_free_features, reverse_validation_accuracy
 
 log = logging.getLogger(__name__)
 
@@ -223,9 +222,10 @@ def _evaluate(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerS
         )["accuracy"]
         for domain, split in (("source", datasets.source_test), ("target", datasets.target_test))
     }
-    figures["dev_risk"] = dev_risk(algorithm.model, datasets, seed=settings.seed)
-    figures["reverse_validation_accuracy"] = reverse_validation_accuracy(algorithm.model, datasets)
-    target_logits = algorithm.classifier()(label_free_samples(datasets, HEALTH_EXAMPLES)["target"][0], training=False)
+    label_free = label_free_features(algorithm.model, datasets)  # read and featurised once for every criterion
+    figures["dev_risk"] = dev_risk(algorithm.model, label_free, seed=settings.seed)
+    figures["reverse_validation_accuracy"] = reverse_validation_accuracy(algorithm.model, label_free)
+    target_logits = algorithm.classifier()(label_free.target_inputs[:HEALTH_EXAMPLES], training=False)
     figures.update(prediction_health(target_logits))  # with the prediction-based selection criteria
     figures.update(domain_metrics(algorithm.model, datasets, HEALTH_EXAMPLES, seed=settings.seed))
     return figures

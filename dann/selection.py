@@ -34,6 +34,7 @@ the default until a measured study says otherwise.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
@@ -54,36 +55,58 @@ CRITERIA = {
 SELECT_OPTIONS = ("last", *CRITERIA)
 
 
-def dev_risk(model: DANNModel, datasets: DomainDatasets, max_examples: int = 2000, seed: int = 0) -> float:
-    """DEV's target-risk estimate (nats) from held-out source examples and unlabelled target training examples.
+@dataclass(frozen=True)
+class LabelFreeFeatures:
+    """What the label-free criteria read, computed once per evaluation (`label_free_features`).
 
-    No target label is read, and nothing of the target test split (`label_free_samples`).
+    Attributes:
+        source_labels: `(N_s,)` labels of held-out source examples (the source test split).
+        source_features, target_features: `(N, F)` the model's features of those source
+            examples and of unlabelled target *training* examples (never the target test split).
+        target_inputs: `(N_t, ...)` the normalised target inputs, for criteria on predictions.
     """
-    samples, features = _label_free_features(model, datasets, max_examples)
-    logits = tf.cast(model.label_classifier(features["source"], training=False), tf.float32)
-    source_losses = tf.keras.losses.sparse_categorical_crossentropy(samples["source"][1], logits, from_logits=True).numpy()
-    weights = density_ratio(features["source"].numpy(), features["target"].numpy(), seed)
+
+    source_labels: tf.Tensor
+    source_features: tf.Tensor
+    target_inputs: tf.Tensor
+    target_features: tf.Tensor
+
+
+def label_free_features(model: DANNModel, datasets: DomainDatasets, max_examples: int = 2000) -> LabelFreeFeatures:
+    """The first `max_examples` of `label_free_samples` in each domain, and `model`'s features of them."""
+    samples = label_free_samples(datasets, max_examples)
+    (source_inputs, source_labels), (target_inputs, _) = samples["source"], samples["target"]  # target labels: never read
+    return LabelFreeFeatures(
+        source_labels=source_labels,
+        source_features=model.feature_extractor(source_inputs, training=False),
+        target_inputs=target_inputs,
+        target_features=model.feature_extractor(target_inputs, training=False),
+    )
+
+
+def dev_risk(model: DANNModel, label_free: LabelFreeFeatures, seed: int = 0) -> float:
+    """DEV's target-risk estimate (nats) from held-out source examples and unlabelled target training examples."""
+    logits = tf.cast(model.label_classifier(label_free.source_features, training=False), tf.float32)
+    source_losses = tf.keras.losses.sparse_categorical_crossentropy(label_free.source_labels, logits, from_logits=True).numpy()
+    weights = density_ratio(label_free.source_features.numpy(), label_free.target_features.numpy(), seed)
     return float(np.sum(weights * source_losses) / np.sum(weights))
 
 
-def reverse_validation_accuracy(model: DANNModel, datasets: DomainDatasets, max_examples: int = 2000, ridge: float = 1.0) -> float:
-    """The held-out source accuracy of a linear classifier fitted on target features labelled by the model's predictions.
-
-    No target label is read, and nothing of the target test split (`label_free_samples`).
-    """
-    samples, features = _label_free_features(model, datasets, max_examples)
-    pseudo_labels = np.argmax(model.label_classifier(features["target"], training=False).numpy(), axis=-1)
-    target = features["target"].numpy().reshape(len(pseudo_labels), -1).astype(np.float64)
+def reverse_validation_accuracy(model: DANNModel, label_free: LabelFreeFeatures, ridge: float = 1.0) -> float:
+    """The held-out source accuracy of a linear classifier fitted on target features labelled by the model's predictions."""
+    target_logits = model.label_classifier(label_free.target_features, training=False).numpy()
+    pseudo_labels = np.argmax(target_logits, axis=-1)
+    target = label_free.target_features.numpy().reshape(len(pseudo_labels), -1).astype(np.float64)
     mean, std = target.mean(axis=0), target.std(axis=0) + 1e-6
 
     def design(points: np.ndarray) -> np.ndarray:
         return np.c_[(points.reshape(len(points), -1) - mean) / std, np.ones(len(points))]
 
     x = design(target)
-    one_hot = np.eye(datasets.num_classes)[pseudo_labels]
+    one_hot = np.eye(target_logits.shape[-1])[pseudo_labels]
     coefficients = np.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1]), x.T @ one_hot)  # ridge least squares
-    predicted = np.argmax(design(features["source"].numpy().astype(np.float64)) @ coefficients, axis=-1)
-    return float(np.mean(predicted == samples["source"][1].numpy()))
+    predicted = np.argmax(design(label_free.source_features.numpy().astype(np.float64)) @ coefficients, axis=-1)
+    return float(np.mean(predicted == label_free.source_labels.numpy()))
 
 
 def density_ratio(source: np.ndarray, target: np.ndarray, seed: int = 0, ridge: float = 1.0, components: int = 64) -> np.ndarray:
@@ -115,12 +138,6 @@ def density_ratio(source: np.ndarray, target: np.ndarray, seed: int = 0, ridge: 
         prior = len(source_halves[fit_half]) / len(target_halves[fit_half])
         weights[source_halves[apply_half]] = prior * probability / (1.0 - probability)
     return weights
-
-
-def _label_free_features(model: DANNModel, datasets: DomainDatasets, max_examples: int) -> tuple[dict, dict[str, tf.Tensor]]:
-    """`label_free_samples` (held-out source, unlabelled target training inputs) and the model's features of each."""
-    samples = label_free_samples(datasets, max_examples)
-    return samples, {name: model.feature_extractor(inputs, training=False) for name, (inputs, _) in samples.items()}
 
 
 def improves(criterion: str, value: float, best: float) -> bool:

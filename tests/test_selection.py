@@ -13,7 +13,7 @@ from dann.data import moons_domains
 from dann.health import prediction_health
 from dann.health.predictions import soft_neighborhood_density
 from dann.models import build_dann_model, classifier_head, dense_stack
-from dann.selection import CRITERIA, _sigmoid, density_ratio, dev_risk, improves, reverse_validation_accuracy
+from dann.selection import CRITERIA, _sigmoid, density_ratio, dev_risk, improves, label_free_features, reverse_validation_accuracy
 from dann.train import train
 
 
@@ -41,7 +41,7 @@ def test_dev_risk_never_reads_the_target_test_split():
     poisoned = tf.data.Dataset.from_tensor_slices((np.full((200, 2), np.nan, np.float32), np.zeros(200, np.int64)))
     datasets = dataclasses.replace(datasets, target_test=poisoned)  # any use of it would give NaN
     model = build_dann_model(dense_stack([8]), classifier_head([], num_outputs=2), classifier_head([4], num_outputs=1), (2,))
-    assert np.isfinite(dev_risk(model, datasets))
+    assert np.isfinite(dev_risk(model, label_free_features(model, datasets)))
 
 
 def test_prediction_criteria_prefer_confident_predictions_spread_over_the_classes():
@@ -113,7 +113,8 @@ def test_reverse_validation_rewards_pseudo_labels_that_transfer_back_to_the_sour
     def reverse_accuracy(kernel):
         head = keras.Sequential([keras.layers.Input((2,)), keras.layers.Dense(2)])
         head.layers[-1].set_weights([np.array(kernel, np.float32), np.zeros(2, np.float32)])
-        return reverse_validation_accuracy(build_dann_model(identity, head, classifier_head([4], num_outputs=1), (2,)), datasets)
+        model = build_dann_model(identity, head, classifier_head([4], num_outputs=1), (2,))
+        return reverse_validation_accuracy(model, label_free_features(model, datasets))
 
     assert reverse_accuracy([[-1.0, 1.0], [0.0, 0.0]]) == 1.0  # logit of class 1 grows with x0
     assert 0.3 < reverse_accuracy([[0.0, 0.0], [-1.0, 1.0]]) < 0.7  # pseudo-labels by x1 > 0: unrelated to the class
@@ -124,4 +125,4 @@ def test_reverse_validation_never_reads_the_target_test_split():
     poisoned = tf.data.Dataset.from_tensor_slices((np.full((200, 2), np.nan, np.float32), np.zeros(200, np.int64)))
     datasets = dataclasses.replace(datasets, target_test=poisoned)
     model = build_dann_model(dense_stack([8]), classifier_head([], num_outputs=2), classifier_head([4], num_outputs=1), (2,))
-    assert 0.0 <= reverse_validation_accuracy(model, datasets) <= 1.0
+    assert 0.0 <= reverse_validation_accuracy(model, label_free_features(model, datasets)) <= 1.0
