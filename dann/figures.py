@@ -14,7 +14,6 @@ Needs the `plot` extra: `pip install 'dann[plot]'` (matplotlib, scikit-learn).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import keras
@@ -31,7 +30,7 @@ from dann.data import DomainDatasets  # noqa: E402
 from dann.data.domains import test_samples  # noqa: E402
 from dann.health.advice import linear_probe_accuracy  # noqa: E402
 from dann.models import COMPONENTS, DANNModel  # noqa: E402
-from dann.runs import EMBEDDING_FILE, HEALTH_FILE, LEARNING_CURVES_FILE, METRICS_FILE, load_config, load_model  # noqa: E402
+from dann.runs import EMBEDDING_FILE, HEALTH_FILE, LEARNING_CURVES_FILE, load_config, load_metrics, load_model  # noqa: E402
 
 DOMAIN_COLOURS = {"source": "tab:blue", "target": "tab:red"}
 CURVE_LABELS = {
@@ -71,7 +70,7 @@ def plot_run(
 
 def plot_learning_curves(run_dir: Path) -> Path:
     """`learning_curves.png` from the run's `metrics.jsonl`: losses (left) and test accuracies (right) over steps."""
-    records = read_records(run_dir)
+    records = load_metrics(run_dir)
     figure, (losses, accuracies) = plt.subplots(1, 2, figsize=(11, 4))
     for axes, keys in ((losses, list(CURVE_LABELS)[:2]), (accuracies, list(CURVE_LABELS)[2:])):
         plot_curves(axes, records, {key: (lambda record, key=key: record[key], CURVE_LABELS[key]) for key in keys})
@@ -100,18 +99,13 @@ HEALTH_PANELS = {  # panel title: {curve: (how to read it from a record, label)}
 
 def plot_health(run_dir: Path) -> Path:
     """`health.png` from the run's `metrics.jsonl`: the figures `python -m dann.health` reads, one panel per question."""
-    records = read_records(run_dir)
+    records = load_metrics(run_dir)
     figure, panels = plt.subplots(1, len(HEALTH_PANELS), figsize=(5.5 * len(HEALTH_PANELS), 4))
     for axes, (title, curves) in zip(panels, HEALTH_PANELS.items()):
         plot_curves(axes, records, curves)
         axes.set_title(title)
     panels[-1].set_yscale("log")
     return _save(figure, run_dir, HEALTH_FILE)
-
-
-def read_records(run_dir: Path) -> list[dict]:
-    """The records of the run's `metrics.jsonl`, in order."""
-    return [json.loads(line) for line in (run_dir / METRICS_FILE).read_text().splitlines()]
 
 
 def plot_curves(axes, records: list[dict], curves: dict) -> None:

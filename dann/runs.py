@@ -1,7 +1,7 @@
 """A run directory: the files `dann.train` and the loop write there, and how they are read back.
 
     config.yaml           the resolved config (`load_config`)
-    metrics.jsonl         one JSON line per logging or evaluation interval, keyed by `step`
+    metrics.jsonl         one JSON line per logging or evaluation interval, keyed by `step` (`load_metrics`)
     tensorboard/          the same figures as TensorBoard events
     checkpoints/          `tf.train.CheckpointManager` checkpoints (`dann.loop`)
     selected.weights.h5   the weights `trainer.select` prefers so far
@@ -65,6 +65,14 @@ def load_model(run_dir: str | Path) -> keras.Model:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: is {run_dir} a finished `python -m dann.train` run directory?")
     return keras.saving.load_model(path)
+
+
+def load_metrics(run_dir: str | Path) -> list[dict]:
+    """The records of a finished or running run's `metrics.jsonl`, in order (training and evaluation records)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: is {run_dir} a `python -m dann.train` run directory that has logged?")
+    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def load_results(run_dir: str | Path) -> dict | None:

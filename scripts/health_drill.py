@@ -23,6 +23,7 @@ from pathlib import Path
 
 from dann.health.__main__ import health_report
 from dann.health.advice import CONSECUTIVE, RULES, streak_score
+from dann.runs import RESULTS_FILE, load_metrics
 
 SHORT = ["trainer.steps=3000", "trainer.eval_every=500"]  # MNIST-M: evaluations every 1/6 of a shorter run
 EVALUATE_OFTEN = {"moons": ["trainer.eval_every=200"], "mnist_m": SHORT}
@@ -44,7 +45,7 @@ def run_case(data: str, name: str, overrides: list[str], runs_dir: Path, extra: 
     """Trains the case unless finished; returns its run directory, or the error line of a run that stopped."""
     overrides = [o for override in overrides for o in (EVALUATE_OFTEN[data] if override == "<often>" else [override])]
     run_dir = runs_dir / data / name.split(" (")[0].replace(" ", "_").replace(",", "")
-    if not (run_dir / "results.json").exists():
+    if not (run_dir / RESULTS_FILE).exists():
         command = [sys.executable, "-m", "dann.train", f"+experiment={data}", *overrides, f"hydra.run.dir={run_dir}", *extra]
         print("$", " ".join(command[1:]), flush=True)
         finished = subprocess.run(command, capture_output=True, text=True)
@@ -99,12 +100,13 @@ def main() -> None:
 
 def draw(runs: dict[str, Path], path: Path, title: str) -> Path:
     """One row of health panels per case."""
-    from dann.figures import HEALTH_PANELS, plot_curves, plt, read_records  # needs the plot extra
+    from dann.figures import HEALTH_PANELS, plot_curves, plt  # needs the plot extra
 
     figure, panels = plt.subplots(len(runs), len(HEALTH_PANELS), figsize=(5 * len(HEALTH_PANELS), 3 * len(runs)), squeeze=False)
     for row, (name, run_dir) in zip(panels, runs.items()):
+        records = load_metrics(run_dir)
         for axes, (panel, curves) in zip(row, HEALTH_PANELS.items()):
-            plot_curves(axes, read_records(run_dir), curves)
+            plot_curves(axes, records, curves)
             axes.set_title(f"{name}: {panel}", fontsize="small")
         row[-1].set_yscale("log")
     figure.suptitle(f"{title}: health of healthy and broken runs (scripts/health_drill.py)")

@@ -22,13 +22,13 @@ Target labels are read only here, to score the validators, never by them.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from dann.runs import METRICS_FILE, load_metrics
 from dann.selection import CRITERIA
 
 SWEEPS = {
@@ -53,8 +53,8 @@ def run_sweep(data: str, sweep_dir: Path, overrides: list[str]) -> None:
 def read_checkpoints(sweep_dir: Path) -> list[list[dict]]:
     """Each run's evaluation records, in order, for every run directory under `sweep_dir`."""
     runs = []
-    for metrics in sorted(sweep_dir.rglob("metrics.jsonl")):
-        evaluations = [record for record in map(json.loads, metrics.read_text().splitlines()) if "target_test_accuracy" in record]
+    for metrics in sorted(sweep_dir.rglob(METRICS_FILE)):
+        evaluations = [record for record in load_metrics(metrics.parent) if "target_test_accuracy" in record]
         if evaluations:
             runs.append(evaluations)
     if not runs:

@@ -7,7 +7,6 @@ training loop raised them. Exits with status 1 when there is a warning.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -17,7 +16,8 @@ from omegaconf import DictConfig
 
 from dann.config import build_datasets
 from dann.health.advice import HealthMonitor, RunContext, linear_probe_accuracy
-from dann.runs import METRICS_FILE, load_config
+from dann.models import COMPONENTS
+from dann.runs import load_config, load_metrics
 
 COLUMNS = {  # heading: how to read it from one evaluation's figures
     "step": lambda f: f"{f['step']:d}",
@@ -28,9 +28,7 @@ COLUMNS = {  # heading: how to read it from one evaluation's figures
     "target class H": lambda f: f"{f['target_class_entropy']:.2f}",
     "largest class": lambda f: f"{f['target_largest_class_share']:.2f}",
     "target pred H": lambda f: f"{f['target_prediction_entropy']:.3f}",
-    "|grad| feat/label/dom": lambda f: "/".join(
-        f"{f[f'{component}_gradient_norm']:.2g}" for component in ("feature_extractor", "label_classifier", "domain_classifier")
-    ),
+    "|grad| feat/label/dom": lambda f: "/".join(f"{f[f'{component}_gradient_norm']:.2g}" for component in COMPONENTS),
 }
 
 
@@ -38,13 +36,11 @@ def health_report(run_dir: str | Path) -> tuple[str, HealthMonitor]:
     """The report's text and the monitor that read the run (its `warnings`)."""
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)
-    metrics = run_dir / METRICS_FILE
-    if not metrics.exists():
-        raise FileNotFoundError(f"{metrics} does not exist yet: the run has not logged anything.")
+    records = load_metrics(run_dir)
     adapts = get_class(cfg.algorithm._target_).REVERSED_LOSS is not None
     monitor = HealthMonitor(RunContext(build_datasets(cfg).num_classes, cfg.trainer.steps, adapts))
-    for line in metrics.read_text().splitlines():
-        monitor.observe(json.loads(line))
+    for record in records:
+        monitor.observe(record)
     rows = [[_cell(read, figures) for read in COLUMNS.values()] for figures in monitor.evaluations]
     widths = [max(len(text) for text in column) for column in zip(COLUMNS, *rows)]
     table = ["  ".join(text.rjust(width) for text, width in zip(row, widths)) for row in [list(COLUMNS), *rows]]
