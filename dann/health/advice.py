@@ -104,10 +104,14 @@ def _domain_classifier_gradient_vanished(now: Figures, earlier: list[Figures], c
 
 def _classifier_gradient_out_of_range(now: Figures, earlier: list[Figures], context: RunContext) -> Finding | None:
     """Score: how many orders of magnitude the feature extractor's or label classifier's gradient norm is from 1."""
+
+    def orders_from_one(norm: float) -> float:
+        return abs(math.log10(norm)) if 0 < norm < math.inf else math.inf  # zero, infinite or NaN: out of any range
+
     norms = {name: now[f"{name}_gradient_norm"] for name in ("feature_extractor", "label_classifier")}
-    name, norm = max(norms.items(), key=lambda item: abs(math.log10(item[1])) if 0 < item[1] < math.inf else math.inf)
+    name, norm = max(norms.items(), key=lambda item: orders_from_one(item[1]))
     return Finding(
-        abs(math.log10(norm)) if 0 < norm < math.inf else math.inf,
+        orders_from_one(norm),
         f"the {name.replace('_', ' ')}'s gradient norm is {norm:.2g}: "
         + ("vanishing (dead or saturated units)" if norm <= 1 else "exploding"),
     )
@@ -115,22 +119,24 @@ def _classifier_gradient_out_of_range(now: Figures, earlier: list[Figures], cont
 
 def _no_reversal_late(now: Figures, earlier: list[Figures], context: RunContext) -> Finding | None:
     """Score: 1 when, from `LATE` into training on, lambda is 0 or the algorithm has no reversal; else 0."""
-    if now["step"] < LATE * context.total_steps:
+    progress = now["step"] / context.total_steps
+    if progress < LATE:
         return None
     idle = not context.adapts or now["lambda"] <= 0
     why = "this algorithm does not adapt" if not context.adapts else "lambda is 0"
-    return Finding(float(idle), f"{now['step'] / context.total_steps:.0%} into training {why}: nothing aligns the domains")
+    return Finding(float(idle), f"{progress:.0%} into training {why}: nothing aligns the domains")
 
 
 def _domains_separate_late(now: Figures, earlier: list[Figures], context: RunContext) -> Finding | None:
     """Score: how well the domains are told apart on held-out features (the better of the domain classifier and a
     fresh linear probe), from `LATE` into training on."""
-    if now["step"] < LATE * context.total_steps:
+    progress = now["step"] / context.total_steps
+    if progress < LATE:
         return None
     probe, accuracy = linear_probe_accuracy(now), now["domain_classifier_accuracy"]
     return Finding(
         max(probe, accuracy),
-        f"{now['step'] / context.total_steps:.0%} into training the features still separate the domains: the domain "
+        f"{progress:.0%} into training the features still separate the domains: the domain "
         f"classifier tells them apart with accuracy {accuracy:.2f}, a fresh linear probe with {probe:.2f} "
         f"(lambda {now.get('lambda', math.nan):.3g})",
     )
