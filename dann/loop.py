@@ -11,6 +11,7 @@ With a run directory, `fit` keeps there:
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -27,12 +28,12 @@ import numpy as np
 import tensorflow as tf
 
 from dann.algorithms import Algorithm
-from dann.data import DomainDatasets, evaluation_batches, training_batches
+from dann.data import DomainDatasets, evaluation_batches, stacked_calls, training_batches
 from dann.gradient_checks import verify_gradients
 from dann.health import HealthMonitor, prediction_health
 from dann.health.advice import RunContext
 from dann.metrics import domain_metrics, evaluate_classifier
-from dann.runs import CHECKPOINT_DIR, METRICS_FILE, SELECTED_WEIGHTS_FILE, TENSORBOARD_DIR, write_atomically
+from dann.runs import CHECKPOINT_DIR, METRICS_FILE, SELECTED_WEIGHTS_FILE, TENSORBOARD_DIR, RunDirectoryError, write_atomically
 from dann.selection import SELECT_OPTIONS, dev_risk, improves, label_free_features, reverse_validation_accuracy
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,15 @@ log = logging.getLogger(__name__)
 
 class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or infinite."""
+
+
+class Preempted(Exception):
+    """SIGTERM (a scheduler's preemption) stopped training after a checkpoint; the same command resumes."""
+
+
+# The exit status of a preempted run: sysexits.h's EX_TEMPFAIL, "temporary failure, retry later",
+# which a scheduler's retry policy can match (Kubernetes podFailurePolicy onExitCodes, a SLURM requeue script).
+EXIT_PREEMPTED = 75
 
 
 @dataclass
@@ -53,8 +63,8 @@ class TrainerSettings:
         eval_every: steps between test-accuracy evaluations, >= 1.
         eval_batch_size: examples per evaluation batch, >= 1.
         seed: the shuffling seed.
-        steps_per_call: updates per compiled call (`Algorithm.update_steps`), >= 1; `steps`,
-            `log_every`, `eval_every` and `checkpoint_every` must be multiples of it.
+        steps_per_call: updates per compiled call (`Algorithm.update_steps`), >= 1; a call
+            ends early where logging, an evaluation, a checkpoint or the end falls (`call_lengths`).
         checkpoint_every: steps between checkpoints, >= 1 (and one at the end).
         keep_checkpoints: how many recent checkpoints to keep, >= 1.
         progress: show a progress bar when standard output is a terminal.
@@ -91,13 +101,22 @@ class TrainerSettings:
                 raise ValueError(f"trainer.{name} must be >= 1. Received: {name}={value}")
         if self.select not in SELECT_OPTIONS:
             raise ValueError(f"trainer.select must be one of {SELECT_OPTIONS}. Received: select={self.select!r}")
-        for name in ("steps", "log_every", "eval_every", "checkpoint_every"):
-            value = getattr(self, name)
-            if value % self.steps_per_call:
-                raise ValueError(
-                    f"trainer.{name}={value} is not a multiple of trainer.steps_per_call={self.steps_per_call}: "
-                    "logging, evaluation and checkpoints happen between compiled calls. Change one of them."
-                )
+
+
+def call_lengths(settings: TrainerSettings) -> list[int]:
+    """Updates per compiled call, in order, summing to `settings.steps`.
+
+    Logging, evaluation and checkpoints happen between calls, so a call ends where one of
+    them is due: each run of updates between two such steps is cut into calls of
+    `steps_per_call`, the last of them shorter when the run is not a multiple of it.
+    """
+    intervals = (settings.log_every, settings.eval_every, settings.checkpoint_every)
+    due = sorted({settings.steps, *(step for every in intervals for step in range(every, settings.steps, every))})
+    lengths = []
+    for start, end in zip([0, *due], due):
+        full, rest = divmod(end - start, settings.steps_per_call)
+        lengths += [settings.steps_per_call] * full + ([rest] if rest else [])
+    return lengths
 
 
 def fit(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerSettings, run_dir: str | Path | None = None) -> dict:
@@ -106,7 +125,7 @@ def fit(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerSetting
     Before the first update, `verify_gradients` checks that every trainable variable
     gets a gradient and that the domain gradient reaches the features reversed. With
     `run_dir`, training resumes from the latest checkpoint there, if any, and Ctrl-C
-    saves a checkpoint before stopping.
+    (`KeyboardInterrupt`) or SIGTERM (`Preempted`) saves a checkpoint before stopping.
 
     Args:
         algorithm: the model, optimizer and schedules to train.
@@ -135,7 +154,8 @@ def fit(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerSetting
             f"trainer.select={settings.select} picks among the model's weights, but {type(algorithm).__name__} evaluates and "
             "deploys another network (a mean teacher: algorithm.teacher_decay > 0). Use trainer.select=last."
         )
-    calls = iter(training_batches(datasets, settings.batch_size, settings.seed).batch(settings.steps_per_call))
+    lengths = call_lengths(settings)
+    calls = iter(stacked_calls(training_batches(datasets, settings.batch_size, settings.seed), lengths))
     health = HealthMonitor(RunContext(datasets.num_classes, settings.steps, adapts=algorithm.REVERSED_LOSS is not None))
     run = _RunState(algorithm, calls, settings, run_dir, health)
     first = run.restore()
@@ -146,17 +166,19 @@ def fit(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerSetting
     start = time.perf_counter()
     waiting = evaluating = 0.0
     done = first
-    with _GracefulInterrupt() as interrupt, run:
-        for first_step in range(first, settings.steps, settings.steps_per_call):
+    with _GracefulStop() as stop, run:
+        for first_step, length in zip(itertools.accumulate([0, *lengths]), lengths):
+            if first_step < first:  # resumed: a checkpoint's step always ends a call
+                continue
             before_input = time.perf_counter()
-            (source_x, source_y), target_x = next(calls)  # (steps_per_call, batch_size, ...) each
+            (source_x, source_y), target_x = next(calls)  # (length, batch_size, ...) each
             waiting += time.perf_counter() - before_input
             step_tensor = tf.constant(first_step, tf.int64)
             if first_step == 0:
                 verify_gradients(algorithm, source_x[0], source_y[0], target_x[0], step_tensor)
             metrics = algorithm.update_steps(source_x, source_y, target_x, step_tensor)
             window.append(metrics)
-            done = first_step + settings.steps_per_call
+            done = first_step + length
             progress.update(done)
             if is_due(done, settings.log_every, settings.steps):
                 record = _mean(window)
@@ -176,13 +198,10 @@ def fit(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerSetting
                 last_call = {key: float(value) for key, value in metrics.items()}
                 _check_finite(last_call, done, run.latest_step(), health)  # never save a diverged model
                 run.save(done)
-            if interrupt.requested:
+            if stop.received is not None:
                 if run.latest_step() != done:
                     run.save(done)
-                log.warning(
-                    "interrupted at step %d%s", done, "" if run_dir is None else f": checkpoint saved in {run_dir}; run again to resume"
-                )
-                raise KeyboardInterrupt
+                stop.stop(done, run_dir)
     train_seconds = time.perf_counter() - start
     algorithm.finish()
     if settings.select != "last":
@@ -243,6 +262,7 @@ class _RunState:
         self.best_value = tf.Variable(math.nan, dtype=tf.float64, trainable=False)
         self.best_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
         self.selected_in_memory: list[np.ndarray] | None = None
+        self.saved_step: int | None = None
         self.manager = self.writer = None
         if run_dir is None:
             return
@@ -257,27 +277,45 @@ class _RunState:
             **({"algorithm": tf.train.Checkpoint(**algorithm_state)} if algorithm_state else {}),
         )
         self.manager = tf.train.CheckpointManager(checkpoint, run_dir / CHECKPOINT_DIR, max_to_keep=settings.keep_checkpoints)
-        self.writer = tf.summary.create_file_writer(str(run_dir / TENSORBOARD_DIR))
 
     def restore(self) -> int:
-        """Restores the latest checkpoint, if any, and returns the step to continue from."""
-        if self.manager is None or self.manager.latest_checkpoint is None:
+        """Restores the newest checkpoint that loads, if any, and returns the step to continue from.
+
+        A checkpoint that does not load (a data file truncated by a full disk or an
+        interrupted copy, say) is reported by name and the one before it tried.
+
+        Raises:
+            RunDirectoryError: there are checkpoints and none loads; nothing was changed.
+        """
+        if self.manager is None or not self.manager.checkpoints:
             return 0
-        self.manager.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+        for path in reversed(self.manager.checkpoints):
+            try:
+                self.manager.checkpoint.restore(path).assert_existing_objects_matched()
+                break
+            except (tf.errors.OpError, IndexError, ValueError, AssertionError) as error:
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                log.warning("checkpoint %s does not load (%s): trying the one before it", path, reason)
+        else:
+            raise RunDirectoryError(
+                f"no checkpoint in {self.manager.directory} loads (tried {', '.join(self.manager.checkpoints)}); the run "
+                "directory is left as it is. Restore the checkpoints from a copy, or start again with trainer.overwrite=true."
+            )
         step = int(self.step.numpy())
+        self.saved_step = step
         # Lines written after the checkpoint will be written again.
         metrics = self.run_dir / METRICS_FILE
         if metrics.exists():
-            kept = [line for line in metrics.read_text().splitlines() if json.loads(line)["step"] <= step]
-            write_atomically(metrics, "".join(line + "\n" for line in kept))
-            for line in kept:  # the monitor's state as it was; warnings raised before are not raised again
-                self.health.observe(json.loads(line))
+            kept = [record for record in _complete_records(metrics) if record["step"] <= step]
+            write_atomically(metrics, "".join(json.dumps(record) + "\n" for record in kept))
+            for record in kept:  # the monitor's state as it was; warnings raised before are not raised again
+                self.health.observe(record)
         log.info("resuming from the checkpoint of step %d in %s", step, self.manager.directory)
         return step
 
     def latest_step(self) -> int | None:
-        latest = None if self.manager is None else self.manager.latest_checkpoint
-        return None if latest is None else int(latest.rsplit("-", 1)[1])  # saved as <prefix>-<step>
+        """The step of the newest checkpoint saved or restored, `None` before any."""
+        return self.saved_step
 
     def write(self, step: int, record: dict[str, float]) -> None:
         """Appends `record` to the metrics and TensorBoard, and logs any health warning it raises."""
@@ -287,6 +325,8 @@ class _RunState:
             return
         with open(self.run_dir / METRICS_FILE, "a") as stream:
             stream.write(json.dumps({"step": step, **record}) + "\n")
+        if self.writer is None:  # created at the first record: a run that fails to resume changes nothing
+            self.writer = tf.summary.create_file_writer(str(self.run_dir / TENSORBOARD_DIR))
         with self.writer.as_default(step=step):
             for key, value in record.items():
                 tf.summary.scalar(key, value)
@@ -318,6 +358,7 @@ class _RunState:
         if self.manager is not None:
             self.step.assign(step)
             self.manager.save(checkpoint_number=step)
+            self.saved_step = step
 
     def __enter__(self) -> "_RunState":
         return self
@@ -327,31 +368,52 @@ class _RunState:
             self.writer.close()
 
 
-class _GracefulInterrupt:
-    """Turns the first Ctrl-C (SIGINT) into a request that the loop honours between compiled calls.
+class _GracefulStop:
+    """Turns the first Ctrl-C (SIGINT) or SIGTERM into a request that the loop honours between compiled calls.
 
     The update in flight completes, so the checkpoint saved then is consistent (model,
-    optimizer, step and data position agree); a second Ctrl-C stops at once.
+    optimizer, step and data position agree); a second signal stops at once.
     """
 
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
     def __init__(self):
-        self.requested = False
-        self._previous = None
+        self.received: signal.Signals | None = None
+        self._previous = {}
 
     def _handle(self, signum, frame) -> None:
-        if self.requested:
+        if self.received is not None:
             raise KeyboardInterrupt
-        self.requested = True
-        log.warning("Ctrl-C: stopping after the current call and saving a checkpoint (press again to stop now)")
+        self.received = signal.Signals(signum)
+        log.warning("%s: stopping after the current call and saving a checkpoint (send it again to stop now)", self.received.name)
 
-    def __enter__(self) -> "_GracefulInterrupt":
+    def stop(self, step: int, saved_in: Path | None) -> None:
+        """Raises what the received signal means: `KeyboardInterrupt` for SIGINT, `Preempted` for SIGTERM."""
+        where = "" if saved_in is None else f": checkpoint saved in {saved_in}; run the same command again to resume"
+        if self.received == signal.SIGTERM:
+            raise Preempted(f"SIGTERM at step {step}{where}")
+        log.warning("interrupted at step %d%s", step, where)
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> "_GracefulStop":
         if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread only
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
         return self
 
     def __exit__(self, *exc_info) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for number, previous in self._previous.items():
+            signal.signal(number, previous)
+
+
+def _complete_records(path: Path) -> list[dict]:
+    """The records of a metrics file; a last line cut short (by a crash or a full disk) is left out."""
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            log.warning("left out an incomplete line of %s: %r", path, line[:80])
+    return records
 
 
 def _mean(window: list[dict[str, tf.Tensor]]) -> dict[str, float]:

@@ -10,17 +10,23 @@
     learning_curves.png, health.png, embedding.png   figures (`dann.figures`)
     export/               the SavedModel of `python -m dann.export`
     eval_<dataset>_<split>.json          figures of `python -m dann.evaluate` (`evaluation_file`)
+    run.lock              held by the one process training the run (`run_lock`), removed when it ends
 
 Free of Hydra's app machinery: every command and script reads runs through this module.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
 import re
 import shutil
+import socket
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import keras
 from omegaconf import DictConfig, OmegaConf
@@ -43,12 +49,20 @@ RUN_FILES = (
     LEARNING_CURVES_FILE, HEALTH_FILE, EMBEDDING_FILE, EXPORT_DIR,
 )  # fmt: skip
 EVALUATION_FILES = "eval_*.json"
+LOCK_FILE = "run.lock"
 # Settings that do not change what is computed: a run may resume with other values.
-NOT_COMPARED = ("progress", "overwrite", "plots")
+NOT_COMPARED = ("progress", "overwrite", "plots", "eval_batch_size", "steps_per_call")
+
+
+log = logging.getLogger(__name__)
 
 
 class RunDirectoryError(ValueError):
     """The run directory holds a run that the requested one cannot continue."""
+
+
+class RunLockedError(RunDirectoryError):
+    """Another process is training the run (`run_lock`)."""
 
 
 def load_config(run_dir: str | Path) -> DictConfig:
@@ -109,6 +123,48 @@ def check_run_directory(cfg: DictConfig, run_dir: Path) -> dict | None:
             "(hydra.run.dir=...), or pass trainer.overwrite=true to discard that run and start again."
         )
     return load_results(run_dir)
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Holds `run_dir/run.lock` while the block runs, so that one process at a time trains the run.
+
+    The lock is the operating system's (`flock`): it ends with its process, however that
+    ends, and a lock file left by a dead process is taken over with a warning. The file
+    names the holder (process id and host). `flock` locks may not reach across hosts on
+    some network file systems.
+
+    Raises:
+        RunLockedError: another process holds the lock; the message names it.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK_FILE
+    while True:
+        stream = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT), "r+")
+        try:
+            fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = stream.read().strip() or "another process"
+            stream.close()
+            raise RunLockedError(
+                f"{run_dir} is being trained by {holder} ({path} is locked). Wait for it to finish, stop it, or pick "
+                "another directory (hydra.run.dir=...)."
+            ) from None
+        if path.exists() and path.stat().st_ino == os.fstat(stream.fileno()).st_ino:
+            break
+        stream.close()  # the holder removed the file as it finished: lock the new one
+    previous = stream.read().strip()
+    if previous:
+        log.warning("%s was left by %s, which no longer runs: taking it over", path, previous)
+    stream.seek(0)
+    stream.truncate()
+    stream.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+    stream.flush()
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        stream.close()
 
 
 def remove_run_files(run_dir: Path) -> None:

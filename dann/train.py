@@ -17,6 +17,7 @@ before its first checkpoint leaves no run directory behind.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import shutil
@@ -40,9 +41,19 @@ from dann.config import (
     with_plain_choices,
 )
 from dann.devices import build_strategy
-from dann.loop import fit
+from dann.loop import EXIT_PREEMPTED, Preempted, fit
 from dann.metrics import domain_metrics
-from dann.runs import CHECKPOINT_DIR, CONFIG_FILE, MODEL_FILE, RESULTS_FILE, check_run_directory, remove_run_files, write_atomically
+from dann.runs import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    MODEL_FILE,
+    RESULTS_FILE,
+    RunLockedError,
+    check_run_directory,
+    remove_run_files,
+    run_lock,
+    write_atomically,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +64,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     settings = trainer_settings(cfg)  # validates before anything is built
     check_algorithm(cfg)
     run_dir = Path(run_dir)
+    with run_lock(run_dir):
+        return _train_locked(cfg, settings, run_dir)
+
+
+def _train_locked(cfg: DictConfig, settings, run_dir: Path) -> dict:
     if cfg.trainer.overwrite:
         remove_run_files(run_dir)
     previous = check_run_directory(cfg, run_dir)
@@ -110,14 +126,43 @@ def main(cfg: DictConfig) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         results = train(cfg, run_dir)
-    except (*USER_ERRORS, KeyboardInterrupt) as error:
-        if not (run_dir / CONFIG_FILE).exists():
+    except BaseException as error:
+        if not (run_dir / CONFIG_FILE).exists() and not isinstance(error, RunLockedError):  # the run left nothing
             _remove_hydra_files(run_dir)
         if isinstance(error, KeyboardInterrupt):
             sys.exit(130)
-        log.error("%s: %s", type(error).__name__, error)
-        sys.exit(1)
+        message = failure_message(error, cfg)
+        if message is None:  # a bug: the traceback helps
+            raise
+        log.error("%s", message)
+        sys.exit(EXIT_PREEMPTED if isinstance(error, Preempted) else 1)
     return results["target_test_accuracy"]  # what a Hydra sweeper would optimise
+
+
+def failure_message(error: BaseException, cfg: DictConfig) -> str | None:
+    """One line on why training stopped and what to do, for the failures a user can act on; `None` for others."""
+    if _is_disk_full(error):
+        where = getattr(error, "filename", None) or str(error).strip().splitlines()[0]
+        return (
+            f"no space left on the device while writing ({where}). The checkpoints written before are kept: free "
+            "some space and run the same command again to resume."
+        )
+    if isinstance(error, tf.errors.ResourceExhaustedError):
+        return (
+            f"out of memory ({str(error).strip().splitlines()[0][:200]}). Lower trainer.batch_size "
+            f"(now {cfg.trainer.batch_size}), trainer.eval_batch_size (now {cfg.trainer.eval_batch_size}) or "
+            f"trainer.steps_per_call (now {cfg.trainer.steps_per_call})."
+        )
+    if isinstance(error, (*USER_ERRORS, Preempted)):
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def _is_disk_full(error: BaseException) -> bool:
+    """Whether `error` is a write that failed for want of space (Python's `OSError`, or TensorFlow's file system)."""
+    if isinstance(error, OSError):
+        return error.errno == errno.ENOSPC
+    return isinstance(error, tf.errors.OpError) and "No space left on device" in str(error)
 
 
 def _remove_hydra_files(run_dir: Path) -> None:

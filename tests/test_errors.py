@@ -1,10 +1,15 @@
 """Bad input fails early, with a message that says what to fix, and leaves no half-written run directory."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import tensorflow_datasets as tfds
 from hydra.errors import ConfigCompositionException
 from tests_support import TINY_OVERRIDES, run_module
 
+import dann
 from dann.config import compose_config
 from dann.data import MissingDataError, dataset_builder
 from dann.train import train
@@ -84,3 +89,32 @@ def test_missing_dataset_fails_fast_when_its_download_hosts_are_unreachable(monk
     monkeypatch.setattr(tfds.download.DownloadManager, "download", never)
     with pytest.raises(MissingDataError, match=r"mnist is not prepared in .* could not be downloaded \(cannot connect to"):
         dataset_builder("mnist", str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "error, message",
+    [
+        (
+            "tf.errors.ResourceExhaustedError(None, None, 'OOM when allocating tensor with shape[100000000,28,28,3]')",
+            "out of memory (OOM when allocating tensor with shape[100000000,28,28,3]). Lower trainer.batch_size (now 16), "
+            "trainer.eval_batch_size (now 100000000) or trainer.steps_per_call (now 10).",
+        ),
+        ("OSError(errno.ENOSPC, 'No space left on device', 'metrics.jsonl')", "no space left on the device while writing (metrics.jsonl)"),
+        ("RuntimeError('a bug')", "Traceback"),
+    ],
+)
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(tmp_path, error, message):
+    # `python -m dann.train` with training failing as given: resources run out, or a bug.
+    configs = Path(dann.__file__).parents[1] / "configs"
+    overrides = [*MOONS, "trainer.eval_batch_size=100000000", f"hydra.run.dir={tmp_path / 'run'}"]
+    code = (
+        "import errno, sys; import tensorflow as tf; import dann.train\n"
+        f"def failing_fit(*args): raise {error}\n"
+        "dann.train.fit = failing_fit\n"
+        f"sys.argv = ['dann.train', '--config-path', {str(configs)!r}, *{overrides!r}]\n"
+        "dann.train.main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert message in done.stdout + done.stderr
+    assert not (tmp_path / "run").exists()

@@ -3,24 +3,32 @@ import numpy as np
 import pytest
 
 from dann.config import build_algorithm, build_datasets, build_model
-from dann.loop import TrainerSettings, fit
+from dann.loop import TrainerSettings, call_lengths, fit
 
 
-def _trained_weights(cfg, steps_per_call):
+def _trained_weights(cfg, steps_per_call, steps=20, log_every=10):
     keras.utils.set_random_seed(0)
     datasets = build_datasets(cfg)
     algorithm = build_algorithm(cfg, build_model(cfg, datasets))
-    results = fit(algorithm, datasets, TrainerSettings(steps=20, batch_size=16, log_every=10, eval_every=20, steps_per_call=steps_per_call))
+    settings = TrainerSettings(steps=steps, batch_size=16, log_every=log_every, eval_every=steps, steps_per_call=steps_per_call)
+    results = fit(algorithm, datasets, settings)
     return [v.numpy() for v in algorithm.model.trainable_variables], results
 
 
-def test_several_steps_per_call_train_exactly_like_one(tiny_moons_cfg):
-    one, results_one = _trained_weights(tiny_moons_cfg, 1)
-    five, results_five = _trained_weights(tiny_moons_cfg, 5)
+@pytest.mark.parametrize("steps, log_every", [(20, 10), (23, 7)])  # multiples of steps_per_call, and not
+def test_several_steps_per_call_train_exactly_like_one(tiny_moons_cfg, steps, log_every):
+    one, results_one = _trained_weights(tiny_moons_cfg, 1, steps, log_every)
+    five, results_five = _trained_weights(tiny_moons_cfg, 5, steps, log_every)
     for a, b in zip(one, five):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert results_one["target_test_accuracy"] == results_five["target_test_accuracy"]
     assert 0.0 <= results_five["input_wait_fraction"] <= 1.0
+
+
+def test_a_call_ends_where_logging_evaluation_a_checkpoint_or_the_end_falls():
+    settings = TrainerSettings(steps=23, batch_size=8, log_every=7, eval_every=20, checkpoint_every=1000, steps_per_call=5)
+    assert call_lengths(settings) == [5, 2, 5, 2, 5, 1, 1, 2]  # logs at 7 14 21, evaluates at 20, ends at 23
+    assert call_lengths(TrainerSettings(steps=30, batch_size=8, log_every=10, eval_every=30, steps_per_call=10)) == [10, 10, 10]
 
 
 @pytest.mark.parametrize(
@@ -28,7 +36,7 @@ def test_several_steps_per_call_train_exactly_like_one(tiny_moons_cfg):
     [
         ({"steps": 0}, "trainer.steps must be >= 1"),
         ({"batch_size": 0}, "trainer.batch_size must be >= 1"),
-        ({"steps_per_call": 3}, "not a multiple of trainer.steps_per_call=3"),
+        ({"steps_per_call": 0}, "trainer.steps_per_call must be >= 1"),
     ],
 )
 def test_trainer_settings_are_validated(kwargs, message):

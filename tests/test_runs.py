@@ -17,9 +17,9 @@ from omegaconf import OmegaConf
 from tests_support import TINY_OVERRIDES
 
 from dann.config import build_algorithm, build_datasets, build_model, compose_config, trainer_settings
-from dann.loop import NonFiniteLossError, fit
+from dann.loop import EXIT_PREEMPTED, NonFiniteLossError, Preempted, fit
 from dann.models import COMPONENTS
-from dann.runs import RunDirectoryError
+from dann.runs import RunDirectoryError, run_lock
 from dann.train import _write_plots, train
 
 CHECKPOINTED = ["trainer.checkpoint_every=10", "trainer.deterministic=true"]
@@ -34,28 +34,21 @@ def _metrics(run_dir):
 
 
 # DIRT-T: refinement from step 10, teacher snapshots at 10 and 25; the resumed run needs step 10's from the checkpoint.
+# SIGTERM is what schedulers send to preempt a job: handled like Ctrl-C, but reported as Preempted.
 @pytest.mark.parametrize(
-    "algorithm", ["algorithm=dann", "algorithm=dirt_t algorithm.refinement_fraction=0.75 algorithm.teacher_update_every=15"]
+    "algorithm, stop, raised",
+    [
+        ("algorithm=dann", signal.SIGINT, KeyboardInterrupt),
+        ("algorithm=dirt_t algorithm.refinement_fraction=0.75 algorithm.teacher_update_every=15", signal.SIGINT, KeyboardInterrupt),
+        ("algorithm=dann", signal.SIGTERM, Preempted),
+    ],
 )
-def test_interrupted_run_resumes_to_the_same_metrics(tmp_path, monkeypatch, algorithm):
+def test_interrupted_run_resumes_to_the_same_metrics(tmp_path, monkeypatch, algorithm, stop, raised):
     cfg = _cfg("trainer.steps=40", "trainer.eval_every=20", *algorithm.split())
     whole = train(cfg, tmp_path / "whole")
-
-    def fit_interrupted_at_step_20(algorithm, datasets, settings, run_dir):
-        compiled, calls = algorithm.update_steps, []
-
-        def update_steps(*args):
-            calls.append(args)
-            if len(calls) == 2:  # Ctrl-C during steps 10-19
-                os.kill(os.getpid(), signal.SIGINT)
-            return compiled(*args)
-
-        algorithm.update_steps = update_steps
-        return fit(algorithm, datasets, settings, run_dir)
-
+    monkeypatch.setattr("dann.train.fit", _fit_signalled_in_call(2, stop))  # during steps 10-19
     run_dir = tmp_path / "interrupted"
-    monkeypatch.setattr("dann.train.fit", fit_interrupted_at_step_20)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(raised):
         train(cfg, run_dir)
     assert tf.train.latest_checkpoint(run_dir / "checkpoints").endswith("ckpt-20")
     assert not (run_dir / "results.json").exists()
@@ -65,6 +58,70 @@ def test_interrupted_run_resumes_to_the_same_metrics(tmp_path, monkeypatch, algo
     assert resumed["resumed_from_step"] == 20
     assert _metrics(run_dir) == _metrics(tmp_path / "whole")
     assert resumed["target_test_accuracy"] == whole["target_test_accuracy"]
+
+
+def _fit_signalled_in_call(call: int, number: signal.Signals):
+    """`fit` that sends this process the signal `number` during its `call`-th compiled call."""
+
+    def fit_signalled(algorithm, datasets, settings, run_dir):
+        compiled, calls = algorithm.update_steps, []
+
+        def update_steps(*args):
+            calls.append(args)
+            if len(calls) == call:
+                os.kill(os.getpid(), number)
+            return compiled(*args)
+
+        algorithm.update_steps = update_steps
+        return fit(algorithm, datasets, settings, run_dir)
+
+    return fit_signalled
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_a_damaged_latest_checkpoint_is_skipped_for_the_one_before(tmp_path, monkeypatch, caplog):
+    cfg = _cfg("trainer.steps=40", "trainer.eval_every=20")
+    whole = train(cfg, tmp_path / "whole")
+    run_dir = tmp_path / "damaged"
+    monkeypatch.setattr("dann.train.fit", _fit_signalled_in_call(3, signal.SIGINT))  # checkpoints at 10, 20, 30
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run_dir)
+    (latest_data,) = (run_dir / "checkpoints").glob("ckpt-30.data-*")
+    _truncate(latest_data)
+    monkeypatch.setattr("dann.train.fit", fit)
+    resumed = train(cfg, run_dir)
+    assert "ckpt-30 does not load" in caplog.text
+    assert resumed["resumed_from_step"] == 20
+    assert _metrics(run_dir) == _metrics(tmp_path / "whole")
+    assert resumed["target_test_accuracy"] == whole["target_test_accuracy"]
+
+
+def test_when_no_checkpoint_loads_the_run_directory_is_left_as_it_is(tmp_path, monkeypatch):
+    cfg = _cfg("trainer.steps=40", "trainer.keep_checkpoints=2")
+    monkeypatch.setattr("dann.train.fit", _fit_signalled_in_call(3, signal.SIGINT))
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path)
+    for data in (tmp_path / "checkpoints").glob("ckpt-*.data-*"):
+        _truncate(data)
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    monkeypatch.setattr("dann.train.fit", fit)
+    with pytest.raises(RunDirectoryError, match=r"no checkpoint in .*checkpoints loads .*ckpt-20, .*ckpt-30.*left as it is"):
+        train(cfg, tmp_path)
+    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
+
+
+def test_a_run_directory_is_trained_by_one_process_at_a_time(tmp_path, caplog):
+    with run_lock(tmp_path):
+        with pytest.raises(RunDirectoryError, match=rf"being trained by process {os.getpid()} on {socket.gethostname()}"):
+            train(_cfg(), tmp_path)
+    assert not (tmp_path / "run.lock").exists() and not (tmp_path / "metrics.jsonl").exists()
+    (tmp_path / "run.lock").write_text("process 999999 on a-host-that-crashed\n")  # left by a process that died
+    train(_cfg(), tmp_path)
+    assert "was left by process 999999 on a-host-that-crashed, which no longer runs" in caplog.text
+    assert not (tmp_path / "run.lock").exists()
 
 
 def test_finished_run_is_not_trained_again(tmp_path, monkeypatch):
@@ -240,3 +297,50 @@ def _same_on_any_replicas(record: dict) -> list[str]:
     """The keys of a metrics record that do not depend on how the batch is split over replicas: all but the
     gradient norms, which each replica measures on its own slice."""
     return [key for key in record if not key.endswith("_gradient_norm")]
+
+
+def test_steps_need_not_be_a_multiple_of_the_steps_per_call(tmp_path):
+    results = train(_cfg("trainer.steps=15", "trainer.log_every=100", "trainer.eval_every=500"), tmp_path)
+    assert results["steps"] == 15
+    assert [json.loads(line)["step"] for line in _metrics(tmp_path).splitlines()] == [15, 15]  # training, evaluation
+
+
+def test_a_metrics_line_cut_short_is_left_out_on_resume(tmp_path, monkeypatch):
+    cfg = _cfg("trainer.steps=40", "trainer.eval_every=20")
+    whole = train(cfg, tmp_path / "whole")
+    run_dir = tmp_path / "cut"
+    monkeypatch.setattr("dann.train.fit", _fit_signalled_in_call(2, signal.SIGINT))
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run_dir)
+    with open(run_dir / "metrics.jsonl", "a") as stream:
+        stream.write('{"step": 30, "label_lo')  # as a full disk leaves it
+    monkeypatch.setattr("dann.train.fit", fit)
+    train(cfg, run_dir)
+    assert _metrics(run_dir) == _metrics(tmp_path / "whole") and whole["steps"] == 40
+
+
+@pytest.mark.slow
+def test_preemption_and_a_second_process_on_the_same_run(tmp_path):
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "dann.train", "+experiment=moons", "trainer.steps=20000", "trainer.checkpoint_every=500",
+               "trainer.log_every=500", "trainer.eval_every=10000", f"hydra.run.dir={run_dir}"]  # fmt: skip
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    state = run_dir / "checkpoints" / "checkpoint"
+    deadline = time.monotonic() + 120
+    while not state.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 1 and f"is being trained by process {first.pid}" in second.stdout
+    first.send_signal(signal.SIGTERM)
+    output, _ = first.communicate(timeout=120)
+    assert first.returncode == EXIT_PREEMPTED, output[-3000:]
+    assert "Preempted: SIGTERM at step" in output and "Traceback" not in output
+    stopped_at = int(tf.train.latest_checkpoint(run_dir / "checkpoints").rsplit("-", 1)[1])
+    assert f"SIGTERM at step {stopped_at}:" in output  # the steps since the last checkpoint were saved
+
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((run_dir / "results.json").read_text())["resumed_from_step"] == stopped_at
+    steps = [json.loads(line)["step"] for line in _metrics(run_dir).splitlines() if "label_loss" in json.loads(line)]
+    assert steps == list(range(500, 20001, 500))

@@ -3,7 +3,7 @@
 Importing this package registers the `mnist_m` TFDS builder.
 """
 
-from dann.data.domains import DomainDatasets, evaluation_batches, training_batches
+from dann.data.domains import DomainDatasets, evaluation_batches, stacked_calls, training_batches
 from dann.data.mnist_m import MnistM
 from dann.data.moons import moons_domains
 from dann.data.prepare import CorruptDataError, MissingDataError, dataset_builder
@@ -20,6 +20,7 @@ __all__ = [
     "evaluation_batches",
     "load_split",
     "moons_domains",
+    "stacked_calls",
     "tfds_domains",
     "training_batches",
 ]

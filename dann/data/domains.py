@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 Normalizer = Callable[[tf.Tensor], tf.Tensor]
@@ -66,6 +67,30 @@ def training_batches(datasets: DomainDatasets, batch_size: int, seed: int) -> tf
     source = _normalized(source, datasets.normalize)
     target = _normalized(_endless(datasets.target_train, batch_size, seed + 1), datasets.normalize).map(lambda x, y: x)
     return tf.data.Dataset.zip(source, target).prefetch(tf.data.AUTOTUNE)
+
+
+def stacked_calls(batches: tf.data.Dataset, lengths: Sequence[int]) -> tf.data.Dataset:
+    """Consecutive batches stacked into one element per compiled call: element `i` stacks `lengths[i]` batches.
+
+    Args:
+        batches: endless batches, e.g. of `training_batches`.
+        lengths: batches per call, in order; after the last, calls of `lengths[-1]` follow.
+
+    Returns:
+        The same structure with a leading axis, `(lengths[i], B, ...)`; a checkpointed
+        iterator resumes at the call where it stopped.
+    """
+    ends = tf.constant(np.cumsum(lengths), tf.int64)
+    sizes = tf.constant([*lengths, lengths[-1]], tf.int64)
+
+    def call_index(position: tf.Tensor, batch) -> tf.Tensor:
+        return tf.minimum(tf.searchsorted(ends, [position], side="right", out_type=tf.int64)[0], len(lengths))
+
+    return batches.enumerate().group_by_window(
+        key_func=call_index,
+        reduce_func=lambda index, window: window.map(lambda position, batch: batch).batch(sizes[index]),
+        window_size_func=lambda index: sizes[index],
+    )
 
 
 def evaluation_batches(dataset: tf.data.Dataset, batch_size: int, normalize: Normalizer | None = None) -> tf.data.Dataset:
