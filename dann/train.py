@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -142,10 +143,9 @@ def main(cfg: DictConfig) -> float:
 def failure_message(error: BaseException, cfg: DictConfig) -> str | None:
     """One line on why training stopped and what to do, for the failures a user can act on; `None` for others."""
     if _is_disk_full(error):
-        where = getattr(error, "filename", None) or str(error).strip().splitlines()[0]
         return (
-            f"no space left on the device while writing ({where}). The checkpoints written before are kept: free "
-            "some space and run the same command again to resume."
+            f"no space left on the device while writing {_written_file(error)}. The checkpoints written before are kept: "
+            "free some space and run the same command again to resume."
         )
     if isinstance(error, tf.errors.ResourceExhaustedError):
         return (
@@ -156,6 +156,14 @@ def failure_message(error: BaseException, cfg: DictConfig) -> str | None:
     if isinstance(error, (*USER_ERRORS, Preempted)):
         return f"{type(error).__name__}: {error}"
     return None
+
+
+def _written_file(error: BaseException) -> str:
+    """The file a failed write names: `OSError.filename`, or the path in a TensorFlow file system message."""
+    if isinstance(error, OSError):
+        return str(error.filename)
+    path = re.search(r"(\S+); No space left on device", str(error))
+    return path.group(1) if path else str(error).strip().splitlines()[0]
 
 
 def _is_disk_full(error: BaseException) -> bool:

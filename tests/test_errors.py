@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
 from hydra.errors import ConfigCompositionException
 from tests_support import TINY_OVERRIDES, run_module
@@ -12,7 +13,7 @@ from tests_support import TINY_OVERRIDES, run_module
 import dann
 from dann.config import compose_config
 from dann.data import MissingDataError, dataset_builder
-from dann.train import train
+from dann.train import failure_message, train
 
 MOONS = ["+experiment=moons", "data.num_train=64", "data.num_test=64", *TINY_OVERRIDES]
 
@@ -99,7 +100,7 @@ def test_missing_dataset_fails_fast_when_its_download_hosts_are_unreachable(monk
             "out of memory (OOM when allocating tensor with shape[100000000,28,28,3]). Lower trainer.batch_size (now 16), "
             "trainer.eval_batch_size (now 100000000) or trainer.steps_per_call (now 10).",
         ),
-        ("OSError(errno.ENOSPC, 'No space left on device', 'metrics.jsonl')", "no space left on the device while writing (metrics.jsonl)"),
+        ("OSError(errno.ENOSPC, 'No space left on device', 'metrics.jsonl')", "no space left on the device while writing metrics.jsonl"),
         ("RuntimeError('a bug')", "Traceback"),
     ],
 )
@@ -118,3 +119,10 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(tmp_path, e
     assert done.returncode == 1
     assert message in done.stdout + done.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_full_disk_under_tensorflow_is_not_taken_for_out_of_memory():
+    # What TensorFlow raises when a checkpoint write finds the disk full (measured on a 400 KiB tmpfs).
+    full = "{{function_node __wrapped__SaveV2}} /runs/a/checkpoints/ckpt-200_temp/part-0.data; No space left on device [Op:SaveV2]"
+    message = failure_message(tf.errors.ResourceExhaustedError(None, None, full), compose_config(MOONS))
+    assert message.startswith("no space left on the device while writing /runs/a/checkpoints/ckpt-200_temp/part-0.data.")
