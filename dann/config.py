@@ -161,6 +161,9 @@ def with_plain_choices(cfg: DictConfig) -> DictConfig:
 
 def build_datasets(cfg: DictConfig) -> DomainDatasets:
     """The source and target datasets named by `cfg.data`."""
+    missing = sorted(OmegaConf.missing_keys(cfg.data))
+    if missing:
+        raise ValueError(f"{', '.join(missing)} must be given, e.g. python -m dann.train {missing[0]}=...")
     return _instantiate(cfg.data)
 
 

@@ -282,13 +282,26 @@ class _RunState:
         """Restores the newest checkpoint that loads, if any, and returns the step to continue from.
 
         A checkpoint that does not load (a data file truncated by a full disk or an
-        interrupted copy, say) is reported by name and the one before it tried.
+        interrupted copy, say) is reported by name and the one before it tried. Metrics
+        written after the step continued from (by a process killed since) are dropped.
 
         Raises:
             RunDirectoryError: there are checkpoints and none loads; nothing was changed.
         """
-        if self.manager is None or not self.manager.checkpoints:
+        if self.manager is None:
             return 0
+        step = self._restore_newest() if self.manager.checkpoints else 0
+        metrics = self.run_dir / METRICS_FILE
+        if metrics.exists():  # the lines after the step will be written again
+            kept = [record for record in _complete_records(metrics) if record["step"] <= step]
+            write_atomically(metrics, "".join(json.dumps(record) + "\n" for record in kept))
+            for record in kept:  # the monitor's state as it was; warnings raised before are not raised again
+                self.health.observe(record)
+        if step:
+            log.info("resuming from the checkpoint of step %d in %s", step, self.manager.directory)
+        return step
+
+    def _restore_newest(self) -> int:
         for path in reversed(self.manager.checkpoints):
             try:
                 self.manager.checkpoint.restore(path).assert_existing_objects_matched()
@@ -301,17 +314,8 @@ class _RunState:
                 f"no checkpoint in {self.manager.directory} loads (tried {', '.join(self.manager.checkpoints)}); the run "
                 "directory is left as it is. Restore the checkpoints from a copy, or start again with trainer.overwrite=true."
             )
-        step = int(self.step.numpy())
-        self.saved_step = step
-        # Lines written after the checkpoint will be written again.
-        metrics = self.run_dir / METRICS_FILE
-        if metrics.exists():
-            kept = [record for record in _complete_records(metrics) if record["step"] <= step]
-            write_atomically(metrics, "".join(json.dumps(record) + "\n" for record in kept))
-            for record in kept:  # the monitor's state as it was; warnings raised before are not raised again
-                self.health.observe(record)
-        log.info("resuming from the checkpoint of step %d in %s", step, self.manager.directory)
-        return step
+        self.saved_step = int(self.step.numpy())
+        return self.saved_step
 
     def latest_step(self) -> int | None:
         """The step of the newest checkpoint saved or restored, `None` before any."""

@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -344,3 +345,17 @@ def test_preemption_and_a_second_process_on_the_same_run(tmp_path):
     assert json.loads((run_dir / "results.json").read_text())["resumed_from_step"] == stopped_at
     steps = [json.loads(line)["step"] for line in _metrics(run_dir).splitlines() if "label_loss" in json.loads(line)]
     assert steps == list(range(500, 20001, 500))
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_over_cleanly(tmp_path):
+    cfg = _cfg()
+    whole = train(cfg, tmp_path / "whole")
+    run_dir = tmp_path / "killed"
+    train(cfg, run_dir)
+    for name in ("checkpoints", "results.json", "model.keras"):  # as a kill -9 before the first checkpoint leaves it
+        path = run_dir / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    again = train(cfg, run_dir)
+    assert again["resumed_from_step"] == 0
+    assert _metrics(run_dir) == _metrics(tmp_path / "whole")  # the killed process's lines are not kept twice
+    assert again["target_test_accuracy"] == whole["target_test_accuracy"]

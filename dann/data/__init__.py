@@ -1,9 +1,10 @@
-"""Datasets: source/target pairs from TFDS or numpy, and the batches a training step consumes.
+"""Datasets: source/target pairs from TFDS, image folders or numpy, and the batches a training step consumes.
 
 Importing this package registers the `mnist_m` TFDS builder.
 """
 
 from dann.data.domains import DomainDatasets, evaluation_batches, stacked_calls, training_batches
+from dann.data.image_folders import check_image_folder, image_folder_domains, image_folder_examples
 from dann.data.mnist_m import MnistM
 from dann.data.moons import moons_domains
 from dann.data.prepare import CorruptDataError, MissingDataError, dataset_builder
@@ -17,7 +18,10 @@ __all__ = [
     "MnistM",
     "RandomInversion",
     "dataset_builder",
+    "check_image_folder",
     "evaluation_batches",
+    "image_folder_domains",
+    "image_folder_examples",
     "load_split",
     "moons_domains",
     "stacked_calls",

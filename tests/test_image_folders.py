@@ -1,0 +1,107 @@
+"""Your own images as domains: folders of class folders, through the library and the commands."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tests_support import TINY_OVERRIDES, run_module
+
+from dann.data import CorruptDataError, ImagePreprocessing, MissingDataError, image_folder_domains
+
+SMALL = ImagePreprocessing(image_size=(28, 28))
+
+
+def write_domain(root, classes=("cat", "dog"), per_class=10, size=(20, 24), brightness=0, split_folders=False):
+    """Writes `per_class` PNGs per class under `root/<class>/` (or `root/train|test/<class>/`); class `i` is `40 * i` brighter."""
+    rng = np.random.default_rng(len(str(root)))
+    parts = [root / "train", root / "test"] if split_folders else [root]
+    for part in parts:
+        for index, name in enumerate(classes):
+            folder = part / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for image in range(per_class):
+                pixels = np.clip(rng.integers(0, 60, (*size, 3)) + 40 * index + brightness, 0, 255).astype(np.uint8)
+                (folder / f"{image:03d}.png").write_bytes(tf.io.encode_png(pixels).numpy())
+    return root
+
+
+def _count(dataset):
+    return sum(1 for _ in dataset)
+
+
+def test_folders_split_by_a_seeded_fraction_or_as_given(tmp_path):
+    source = write_domain(tmp_path / "a")
+    target = write_domain(tmp_path / "b", split_folders=True, per_class=6, brightness=30)
+    domains = image_folder_domains(str(source), str(target), SMALL, test_fraction=0.25, seed=3)
+    assert (_count(domains.source_train), _count(domains.source_test)) == (15, 5)
+    assert (_count(domains.target_train), _count(domains.target_test)) == (12, 12)
+    image, label = next(iter(domains.source_train))
+    assert image.shape == (28, 28, 3) and image.dtype == tf.uint8 and label.dtype == tf.int64
+    assert domains.num_classes == 2 and domains.input_shape == (28, 28, 3)
+    again = image_folder_domains(str(source), str(target), SMALL, test_fraction=0.25, seed=3)
+    held_out = [[x.numpy().tobytes() for x, _ in d.source_test] for d in (domains, again)]
+    assert sorted(held_out[0]) == sorted(held_out[1])  # the seed decides which images are held out
+
+
+@pytest.mark.parametrize(
+    "damage, error, message",
+    [
+        (lambda a, b: (b / "dog").rename(b / "dogs"), ValueError, r"different classes: \['cat', 'dog'\] in .*\['cat', 'dogs'\]"),
+        (lambda a, b: [path.unlink() for path in (a / "cat").iterdir()], ValueError, r"class folder .*cat holds no images"),
+        (lambda a, b: (b / "cat" / "notes.txt").write_text("hello"), CorruptDataError, r"notes.txt is not an image"),
+        (lambda a, b: (b / "cat" / "000.png").write_bytes(b"not a png"), CorruptDataError, r"000.png is not an image"),
+        (lambda a, b: a.rename(a.with_name("moved")), MissingDataError, r"the source folder .*a does not exist"),
+    ],
+)
+def test_bad_folders_say_what_is_wrong(tmp_path, damage, error, message):
+    source, target = write_domain(tmp_path / "a"), write_domain(tmp_path / "b")
+    damage(source, target)
+    with pytest.raises(error, match=message):
+        image_folder_domains(str(source), str(target), SMALL)
+
+
+def test_train_evaluate_export_and_serve_from_folders(tmp_path):
+    source = write_domain(tmp_path / "a")
+    target = write_domain(tmp_path / "b", brightness=30)
+    run_dir = tmp_path / "run"
+    folders = [
+        "data=image_folders",
+        "model=mnist_cnn",
+        f"data.source={source}",
+        f"data.target={target}",
+        "data.preprocessing.image_size=[28,28]",
+    ]
+    done = run_module("dann.train", *folders, *TINY_OVERRIDES, "trainer.plots=false", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["source_folder"] == str(source) and 0.0 <= results["target_test_accuracy"] <= 1.0
+
+    done = run_module("dann.evaluate", f"run_dir={run_dir}", f"dataset={target}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "accuracy" in done.stdout and "on 20 examples" in done.stdout
+
+    done = run_module("dann.export", f"run_dir={run_dir}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    serving = (
+        "import numpy as np, tensorflow as tf\n"
+        f"serve = tf.saved_model.load({str(run_dir / 'export' / 'saved_model')!r}).signatures['serving_default']\n"
+        "print(serve(images=tf.zeros((3, 28, 28, 3), tf.uint8))['probabilities'].shape)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", serving], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().endswith("(3, 2)")
+
+
+def test_a_bad_folder_stops_the_command_before_training_and_leaves_nothing(tmp_path):
+    source, target = write_domain(tmp_path / "a"), write_domain(tmp_path / "b", classes=("cat", "cow"))
+    folders = ["data=image_folders", "model=mnist_cnn", f"data.source={source}", f"data.target={target}"]
+    done = run_module("dann.train", *folders, *TINY_OVERRIDES, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert done.returncode == 1 and "different classes" in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr and not (tmp_path / "run").exists()
+    done = run_module(
+        "dann.train", "data=image_folders", "model=mnist_cnn", *TINY_OVERRIDES, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
+    )
+    assert done.returncode == 1 and "data.source, data.target must be given" in done.stdout + done.stderr
