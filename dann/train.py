@@ -49,6 +49,7 @@ from dann.runs import (
     CONFIG_FILE,
     MODEL_FILE,
     RESULTS_FILE,
+    TENSORBOARD_DIR,
     RunLockedError,
     check_run_directory,
     remove_run_files,
@@ -127,6 +128,7 @@ def main(cfg: DictConfig) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         results = train(cfg, run_dir)
+        write_hyperparameters(run_dir, command_line_settings(cfg, HydraConfig.get().overrides.task))
     except BaseException as error:
         if not (run_dir / CONFIG_FILE).exists() and not isinstance(error, RunLockedError):  # the run left nothing
             _remove_hydra_files(run_dir)
@@ -138,6 +140,28 @@ def main(cfg: DictConfig) -> float:
         log.error("%s", message)
         sys.exit(EXIT_PREEMPTED if isinstance(error, Preempted) else 1)
     return results["target_test_accuracy"]  # what a Hydra sweeper would optimise
+
+
+def command_line_settings(cfg: DictConfig, overrides: list[str]) -> dict[str, bool | int | float | str]:
+    """The settings a run's command line chose (`optimizer.lr=0.01`, `+experiment=moons`), by key, with their resolved values."""
+    settings = {}
+    for override in overrides:
+        key, _, text = override.lstrip("+~").partition("=")
+        value = OmegaConf.select(cfg, key, default=None)
+        settings[key] = value if isinstance(value, (bool, int, float, str)) else text
+    return settings
+
+
+def write_hyperparameters(run_dir: Path, hyperparameters: dict[str, bool | int | float | str]) -> None:
+    """Records `hyperparameters` for TensorBoard's HParams dashboard beside the run's metrics.
+
+    `tensorboard --logdir multirun/...` then lists a sweep's runs in one table, with the
+    final value of each metric the loop logged (`target_test_accuracy`, ...).
+    """
+    from tensorboard.plugins.hparams import api as hparams_api  # TensorBoard comes with TensorFlow
+
+    with tf.summary.create_file_writer(str(run_dir / TENSORBOARD_DIR)).as_default():
+        hparams_api.hparams(hyperparameters, trial_id=str(run_dir))
 
 
 def failure_message(error: BaseException, cfg: DictConfig) -> str | None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorboard.plugins.hparams import plugin_data_pb2
 from tests_support import TINY_OVERRIDES, run_module, write_original_mnist_m
 
 import dann
@@ -82,6 +83,8 @@ def test_multirun_sweeps_seeds(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     seeds = sorted(json.loads((sweep_dir / str(job) / "results.json").read_text())["seed"] for job in range(4))
     assert seeds == [0, 0, 1, 1]
+    swept = sorted((hparams["seed"].number_value, hparams["optimizer.lr"].number_value) for hparams in map(_hparams, sweep_dir.glob("?")))
+    assert swept == [(0, 0.01), (0, 0.1), (1, 0.01), (1, 0.1)]  # for TensorBoard's HParams dashboard
 
     collect = [sys.executable, str(REPO / "scripts" / "collect_results.py"), str(sweep_dir)]
     done = subprocess.run(collect, cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -91,6 +94,18 @@ def test_multirun_sweeps_seeds(tmp_path):
     assert lines[1] == "| optimizer.lr | runs | seeds | mean | std | min | max |"
     assert sorted(line.split(" | ")[0] for line in lines[3:]) == ["| 0.01", "| 0.1"]
     assert all(" | 2 | 0 1 | " in line for line in lines[3:])
+
+
+def _hparams(run_dir):
+    """The hyperparameters a run recorded for TensorBoard's HParams dashboard, by name."""
+    for events in (run_dir / "tensorboard").glob("events.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "hparams":
+                    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+                    if data.HasField("session_start_info"):
+                        return data.session_start_info.hparams
+    raise AssertionError(f"no hyperparameters in {run_dir / 'tensorboard'}")
 
 
 @pytest.mark.slow
