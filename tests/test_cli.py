@@ -126,6 +126,7 @@ def test_mnist_m_experiment_on_small_subsets_then_evaluate_on_original(small_mni
     assert results["steps"] == 20
     assert 0.0 <= results["target_test_accuracy"] <= 1.0
     assert 0.0 <= results["proxy_a_distance_inputs"] <= 2.0 and 0.0 <= results["proxy_a_distance_features"] <= 2.0
+    assert 0.0 <= results["proxy_a_distance_features_linear_svm"] <= 2.0  # scikit-learn is in the test extras
     assert 0.0 <= results["domain_classifier_accuracy"] <= 1.0
 
     original_dir = tmp_path / "original"
