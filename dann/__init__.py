@@ -3,6 +3,7 @@
 from dann import data, schedules
 from dann.algorithms import CDAN, DANN, DIRTT, VADA, Algorithm, SourceOnly, TargetOnly
 from dann.gradient_checks import GradientCoverageError, gradient_coverage, gradient_flow, verify_gradients
+from dann.keras_model import DomainAdversarialModel
 from dann.layers import GradientReversal, reverse_gradient
 from dann.loop import NonFiniteLossError, TrainerSettings, fit
 from dann.models import DANNModel, build_dann_model, classifier_head, conv_stack, dense_stack
@@ -17,6 +18,7 @@ __all__ = [
     "SourceOnly",
     "TargetOnly",
     "DANNModel",
+    "DomainAdversarialModel",
     "GradientCoverageError",
     "GradientReversal",
     "TrainerSettings",

@@ -217,6 +217,14 @@ class Algorithm:
     def _replica_update(self, source_x: tf.Tensor, source_y: tf.Tensor, target_x: tf.Tensor, step: tf.Tensor) -> Metrics:
         """One replica's part of an update: its slice of the batch pair, its gradients applied (summed over replicas)."""
         source_x, source_y, target_x = (_replica_slice(batch) for batch in (source_x, source_y, target_x))
+        return self.apply_update(source_x, source_y, target_x, step)
+
+    def apply_update(self, source_x: tf.Tensor, source_y: tf.Tensor, target_x: tf.Tensor, step: tf.Tensor) -> Metrics:
+        """Computes the gradients of a batch pair and applies them to every trainable variable (in replica context).
+
+        Returns:
+            The metrics of `compute_gradients` and the `learning_rate` the step took.
+        """
         metrics, gradients_and_variables = self.compute_gradients(source_x, source_y, target_x, step)
         learning_rate = self.optimizer.learning_rate  # the rate this step is taken with
         self.optimizer.apply_gradients(gradients_and_variables)
