@@ -1,4 +1,4 @@
-"""The gradient reversal layer (Ganin et al., JMLR 2016, section 3.2)."""
+"""The gradient reversal layer (Ganin et al., JMLR 2016, section 3.2), gradient scaling, and CDAN's multilinear map."""
 
 from __future__ import annotations
 
@@ -7,17 +7,22 @@ import tensorflow as tf
 
 
 @tf.custom_gradient
-def reverse_gradient(inputs: tf.Tensor, lambda_: tf.Tensor):
-    """Identity forward; multiplies the incoming gradient by `-lambda_` backward.
+def scale_gradient(inputs: tf.Tensor, scale: tf.Tensor):
+    """Identity forward; multiplies the incoming gradient by `scale` backward.
 
-    `lambda_` is a scalar tensor (not a Python float) so that a compiled step can
-    change it every step without retracing. It receives no gradient.
+    `scale` is a scalar tensor (not a Python float) so that a compiled step can change it
+    every step without retracing. It receives no gradient.
     """
 
     def grad(upstream):
-        return -tf.cast(lambda_, upstream.dtype) * upstream, None
+        return tf.cast(scale, upstream.dtype) * upstream, None
 
     return tf.identity(inputs), grad
+
+
+def reverse_gradient(inputs: tf.Tensor, lambda_: tf.Tensor) -> tf.Tensor:
+    """Identity forward; multiplies the incoming gradient by `-lambda_` backward (a scalar tensor, see `scale_gradient`)."""
+    return scale_gradient(inputs, -lambda_)
 
 
 @keras.saving.register_keras_serializable(package="dann")
@@ -76,6 +81,41 @@ class GradientReversal(keras.layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "lambda_": self.lambda_}
+
+
+@keras.saving.register_keras_serializable(package="dann")
+class GradientScale(keras.layers.Layer):
+    """Identity in the forward pass; multiplies the gradient by `scale` in the backward pass.
+
+    Behind a pretrained backbone, `scale=0.1` trains it at a tenth of the learning rate of
+    the layers after it, the usual fine-tuning recipe, exactly so for SGD (whose step is
+    linear in the gradient; adaptive optimisers such as Adam largely undo the scaling).
+
+    Args:
+        scale: the gradient's multiplier, >= 0.
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Input shape:
+        Any.
+
+    Output shape:
+        Same as the input.
+    """
+
+    def __init__(self, scale: float = 0.1, **kwargs):
+        super().__init__(**kwargs)
+        if scale < 0:
+            raise ValueError(f"GradientScale: scale must be >= 0 (GradientReversal reverses). Received: scale={scale}")
+        self.scale = float(scale)
+
+    def call(self, inputs):
+        return scale_gradient(inputs, tf.constant(self.scale, tf.float32))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "scale": self.scale}
 
 
 @keras.saving.register_keras_serializable(package="dann")

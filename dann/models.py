@@ -7,12 +7,14 @@ literal. Configs name a builder with Hydra's `_target_` (see `configs/model/`).
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import keras
 import tensorflow as tf
 
-from dann.layers import GradientReversal
+from dann.data import MissingDataError
+from dann.layers import GradientReversal, GradientScale
 
 COMPONENTS = ("feature_extractor", "label_classifier", "domain_classifier")
 
@@ -130,6 +132,96 @@ def small_vada_cnn(
             layers += [keras.layers.MaxPooling2D(2), keras.layers.Dropout(dropout), keras.layers.GaussianNoise(noise_stddev)]
     layers.append(keras.layers.GlobalAveragePooling2D())
     return keras.Sequential(layers, name=name)
+
+
+# keras.applications networks whose inputs are in [-1, 1], dann's default normalisation ((x / 255 - 0.5) / 0.5).
+BACKBONES = {
+    "resnet50": keras.applications.ResNet50V2,
+    "mobilenet_v3_small": functools.partial(keras.applications.MobileNetV3Small, include_preprocessing=False),
+}
+
+
+def pretrained_backbone(
+    architecture: str = "resnet50",
+    weights: str | None = "imagenet",
+    bottleneck_units: int = 256,
+    backbone_gradient_scale: float = 0.1,
+    name: str = "pretrained_backbone",
+) -> "PretrainedBackbone":
+    """A `keras.applications` network, average-pooled, then a bottleneck layer: the usual recipe of adversarial DA.
+
+    As in TLlib's DANN for Office-31 and VisDA: the backbone's gradients are scaled by
+    `backbone_gradient_scale` (a 10x smaller learning rate than the new layers', for SGD;
+    `dann.layers.GradientScale`), the bottleneck is dense, batch norm, ReLU, and the
+    backbone's batch norm layers train on the joint source + target batch.
+
+    Args:
+        architecture: `"resnet50"` (Keras' ResNet50V2) or `"mobilenet_v3_small"`; both
+            take inputs in [-1, 1], as `data.preprocessing` gives them by default.
+        weights: `"imagenet"` (downloaded by Keras once, into `~/.keras/models/`), `None`
+            (random initialisation), or the path of a weights file.
+        bottleneck_units: width of the features, >= 1.
+        backbone_gradient_scale: the backbone's gradient multiplier, >= 0.
+        name: the network's name.
+
+    Input shape:
+        `(batch, height, width, 3)`, height and width >= 32.
+
+    Output shape:
+        `(batch, bottleneck_units)`.
+
+    Raises:
+        MissingDataError: the ImageNet weights cannot be downloaded (offline).
+    """
+    if architecture not in BACKBONES:
+        raise ValueError(f"pretrained_backbone: architecture must be one of {sorted(BACKBONES)}. Received: {architecture!r}")
+    _check_units(name, [bottleneck_units], allow_empty=False)
+    try:
+        backbone = BACKBONES[architecture](include_top=False, weights=weights, pooling="avg")
+    except Exception as error:  # Keras raises a bare Exception when a download fails
+        if weights != "imagenet" or "URL fetch failure" not in str(error):
+            raise
+        raise MissingDataError(
+            f"the ImageNet weights of {architecture} could not be downloaded ({str(error)[:200]}). Connect to the internet, "
+            "put the weights file Keras names there into ~/.keras/models/, pass its path (model.feature_extractor.weights=PATH), "
+            "or train from scratch (model.feature_extractor.weights=null)."
+        ) from None
+    return PretrainedBackbone(architecture, bottleneck_units, backbone_gradient_scale, backbone=backbone, name=name)
+
+
+@keras.saving.register_keras_serializable(package="dann")
+class PretrainedBackbone(keras.Model):
+    """`pretrained_backbone`'s network: backbone, gradient scale, bottleneck; built for any input size when first called.
+
+    Saved models keep their weights in the file; loading rebuilds the backbone without downloading.
+    """
+
+    def __init__(self, architecture: str, bottleneck_units: int, backbone_gradient_scale: float, backbone=None, **kwargs):
+        super().__init__(**kwargs)
+        self.architecture, self.bottleneck_units, self.backbone_gradient_scale = architecture, bottleneck_units, backbone_gradient_scale
+        self.backbone = backbone or BACKBONES[architecture](include_top=False, weights=None, pooling="avg")
+        self.gradient_scale = GradientScale(backbone_gradient_scale)
+        self.bottleneck = keras.Sequential(
+            [keras.layers.Dense(bottleneck_units), keras.layers.BatchNormalization(), keras.layers.Activation("relu")]
+        )
+
+    def build(self, input_shape):
+        self.bottleneck.build((None, self.backbone.output_shape[-1]))  # so that a saved model's weights load
+        self.built = True
+
+    def call(self, inputs, training=None):
+        return self.bottleneck(self.gradient_scale(self.backbone(inputs, training=training)), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.bottleneck_units)
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "architecture": self.architecture,
+            "bottleneck_units": self.bottleneck_units,
+            "backbone_gradient_scale": self.backbone_gradient_scale,
+        }
 
 
 def classifier_head(

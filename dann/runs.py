@@ -137,6 +137,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     Raises:
         RunLockedError: another process holds the lock; the message names it.
     """
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_FILE
     while True:
@@ -165,6 +166,8 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     finally:
         path.unlink(missing_ok=True)
         stream.close()
+        if created and not any(run_dir.iterdir()):  # nothing was written: leave no directory either
+            run_dir.rmdir()
 
 
 def remove_run_files(run_dir: Path) -> None:

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dann.layers import GradientReversal
+from dann.layers import GradientReversal, GradientScale
 
 
 def _input_gradient(layer, x, **call_kwargs):
@@ -106,3 +106,16 @@ def test_under_mixed_bfloat16_policy():
     grad = tape.gradient(total, x)
     assert grad.dtype == tf.bfloat16
     np.testing.assert_allclose(tf.cast(grad, tf.float32).numpy(), np.full((2, 3), -0.5))
+
+
+def test_gradient_scale_scales_the_gradient_only():
+    layer = GradientScale(0.1)
+    x = tf.constant([[1.0, -2.0]])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x)
+    np.testing.assert_array_equal(y.numpy(), x.numpy())
+    np.testing.assert_allclose(tape.gradient(y, x).numpy(), [[0.1, 0.1]])
+    assert GradientScale.from_config(layer.get_config()).scale == 0.1
+    with pytest.raises(ValueError, match="scale must be >= 0"):
+        GradientScale(-1.0)

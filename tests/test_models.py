@@ -2,8 +2,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from hydra.utils import instantiate
 
-from dann.models import DANNModel, build_dann_model, classifier_head, conv_stack, dense_stack, small_vada_cnn
+from dann.config import compose_config
+from dann.data import MissingDataError
+from dann.models import DANNModel, build_dann_model, classifier_head, conv_stack, dense_stack, pretrained_backbone, small_vada_cnn
 
 
 def _paper_mnist_model():
@@ -79,3 +82,34 @@ def test_small_vada_cnn_pools_to_its_channels_and_trains_with_noise_only_in_trai
     assert not np.allclose(model(x, training=True).numpy(), model(x, training=True).numpy())  # dropout and noise
     conv_layers = [layer for layer in network.layers if isinstance(layer, keras.layers.Conv2D)]
     assert len(conv_layers) == 9 and all(layer.kernel_size == (3, 3) for layer in conv_layers)
+
+
+@pytest.mark.parametrize("architecture", ["resnet50", "mobilenet_v3_small"])
+def test_pretrained_backbone_trains_every_layer_and_saves(architecture, tmp_path):
+    extractor = pretrained_backbone(architecture, weights=None, bottleneck_units=16)
+    model = build_dann_model(extractor, classifier_head([], 3), classifier_head([8], 1), input_shape=(32, 32, 3))
+    images = tf.random.stateless_uniform((4, 32, 32, 3), [0, 1], minval=-1.0, maxval=1.0)
+    with tf.GradientTape() as tape:
+        features = model.feature_extractor(images, training=True)
+        loss = tf.reduce_sum(model.label_classifier(features)) + tf.reduce_sum(model.domain_classifier(features))
+    gradients = tape.gradient(loss, model.trainable_variables)
+    assert features.shape == (4, 16) and all(g is not None for g in gradients)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(loaded(images).numpy(), model(images).numpy(), atol=1e-5)
+
+
+def test_pretrained_weights_that_cannot_be_downloaded_say_what_to_do(monkeypatch):
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://weights/resnet50.h5: None -- [Errno -2] Name or service not known")
+
+    monkeypatch.setattr("keras.src.utils.file_utils.get_file", offline)
+    with pytest.raises(MissingDataError, match=r"could not be downloaded .*model.feature_extractor.weights=null"):
+        pretrained_backbone("resnet50", weights="imagenet")
+
+
+@pytest.mark.parametrize("architecture", ["resnet50", "mobilenet_v3_small"])
+def test_backbone_configs_build_their_network(architecture):
+    cfg = compose_config([f"model={architecture}", "model.feature_extractor.weights=null"])
+    extractor = instantiate(cfg.model.feature_extractor)
+    assert extractor(tf.zeros((1, 32, 32, 3))).shape == (1, 256)
