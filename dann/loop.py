@@ -135,7 +135,8 @@ def fit(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerSetting
             module docstring); `None` keeps nothing.
 
     Returns:
-        `source_test_accuracy`, `target_test_accuracy` (of the selected model), `steps`,
+        `source_test_accuracy`, `target_test_accuracy` (of the selected model; `None` for an
+        unlabelled target), `steps`,
         `selected_step`, `resumed_from_step`, `train_seconds` (this process), and
         `input_wait_fraction`: the share of training time (evaluation excluded) spent
         waiting for the next batch, i.e. how far the input pipeline falls behind the step,
@@ -209,7 +210,7 @@ def fit(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerSetting
     if settings.select != "last" or not accuracies:  # not accuracies: resumed from the final checkpoint
         accuracies = _evaluate(algorithm, datasets, settings)
     return {
-        **{key: accuracies[key] for key in ("source_test_accuracy", "target_test_accuracy")},
+        **{key: accuracies.get(key) for key in ("source_test_accuracy", "target_test_accuracy")},  # target: None when unlabelled
         "steps": settings.steps,
         "selected_step": run.selected_step(),
         "resumed_from_step": first,
@@ -235,11 +236,12 @@ def _evaluate(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerS
     `HEALTH_EXAMPLES` unlabelled target training inputs, the domain separability on held-out
     test inputs of both domains.
     """
+    labelled = {"source": datasets.source_test, **({"target": datasets.target_test} if datasets.target_labelled else {})}
     figures = {
         f"{domain}_test_accuracy": evaluate_classifier(
             algorithm.predict, evaluation_batches(split, settings.eval_batch_size, datasets.normalize), datasets.num_classes
         )["accuracy"]
-        for domain, split in (("source", datasets.source_test), ("target", datasets.target_test))
+        for domain, split in labelled.items()
     }
     label_free = label_free_features(algorithm.model, datasets)  # read and featurised once for every criterion
     figures["dev_risk"] = dev_risk(algorithm.model, label_free, seed=settings.seed)

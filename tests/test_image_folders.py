@@ -9,7 +9,9 @@ import pytest
 import tensorflow as tf
 from tests_support import TINY_OVERRIDES, run_module
 
+from dann.config import compose_config
 from dann.data import CorruptDataError, ImagePreprocessing, MissingDataError, image_folder_domains
+from dann.train import train
 
 SMALL = ImagePreprocessing(image_size=(28, 28))
 
@@ -50,7 +52,7 @@ def test_folders_split_by_a_seeded_fraction_or_as_given(tmp_path):
     "damage, error, message",
     [
         (lambda a, b: (b / "dog").rename(b / "dogs"), ValueError, r"different classes: \['cat', 'dog'\] in .*\['cat', 'dogs'\]"),
-        (lambda a, b: [path.unlink() for path in (a / "cat").iterdir()], ValueError, r"class folder .*cat holds no images"),
+        (lambda a, b: [path.unlink() for path in (a / "cat").iterdir()], ValueError, r"the folder .*cat holds no images"),
         (lambda a, b: (b / "cat" / "notes.txt").write_text("hello"), CorruptDataError, r"notes.txt is not an image"),
         (lambda a, b: (b / "cat" / "000.png").write_bytes(b"not a png"), CorruptDataError, r"000.png is not an image"),
         (lambda a, b: a.rename(a.with_name("moved")), MissingDataError, r"the source folder .*a does not exist"),
@@ -105,3 +107,20 @@ def test_a_bad_folder_stops_the_command_before_training_and_leaves_nothing(tmp_p
         "dann.train", "data=image_folders", "model=mnist_cnn", *TINY_OVERRIDES, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
     )
     assert done.returncode == 1 and "data.source, data.target must be given" in done.stdout + done.stderr
+
+
+def test_an_unlabelled_target_trains_and_reports_no_target_accuracy(tmp_path):
+    source = write_domain(tmp_path / "a")
+    target = write_domain(tmp_path / "b", brightness=30)
+    for image in target.rglob("*.png"):  # the same images, not sorted into classes
+        image.rename(target / f"{image.parent.name}_{image.name}")
+    for folder in ("cat", "dog"):
+        (target / folder).rmdir()
+    domains = image_folder_domains(str(source), str(target), SMALL)
+    assert not domains.target_labelled and {int(label) for _, label in domains.target_train} == {-1}
+    folders = ["data=image_folders", "model=mnist_cnn", f"data.source={source}", f"data.target={target}"]
+    cfg = compose_config([*folders, "data.preprocessing.image_size=[28,28]", *TINY_OVERRIDES, "trainer.plots=false"])
+    results = train(cfg, tmp_path / "run")
+    assert results["target_test_accuracy"] is None and results["source_test_accuracy"] is not None
+    evaluations = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert "target_test_accuracy" not in evaluations[-1] and "target_largest_class_share" in evaluations[-1]

@@ -34,6 +34,8 @@ class DomainDatasets:
             position can be checkpointed.
         splits: which split each part was read from, for the run's results, e.g.
             `{"target_test_split": "train[50000:]"}`; empty when the data has no named splits.
+        target_labelled: whether the target's labels are known; when not (label -1),
+            the target accuracy is not reported.
     """
 
     source_train: tf.data.Dataset
@@ -45,6 +47,7 @@ class DomainDatasets:
     normalize: Normalizer | None = None
     augment_source: Augmentation | None = None
     splits: dict[str, str] = field(default_factory=dict)
+    target_labelled: bool = True
 
 
 def training_batches(datasets: DomainDatasets, batch_size: int, seed: int) -> tf.data.Dataset:
