@@ -21,6 +21,7 @@ def test_benchmark_reports_every_figure():
     for key in (
         "compiled_images_per_s",
         "pipeline_images_per_s",
+        "naive_compiled_images_per_s",
         "eager_images_per_s",
         "flops_per_image",
         "achieved_flops_per_s",
