@@ -55,7 +55,9 @@ def evaluate_classifier(
     }
 
 
-PAD_REGULARISATION = (0.001, 0.01, 0.1, 1.0, 10.0)  # the linear SVM's C, chosen on held-out data
+# The linear SVM's C, chosen on held-out data. On MNIST -> MNIST-M (2,000 test examples per domain) the
+# figures were the same without C = 1 and 10, which took 8x the time (100 s instead of 13 at the end of each run).
+PAD_REGULARISATION = (0.001, 0.01, 0.1)
 
 
 def proxy_a_distance(source: np.ndarray, target: np.ndarray, seed: int = 0, classifier: str = "ridge") -> float:

@@ -170,3 +170,24 @@ def test_commands_import_the_library_never_another_command(tmp_path):
         done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-2000:]
         assert done.stdout.strip() == "[]", (command, done.stdout)
+
+
+def test_time_to_accuracy_times_each_evaluation(tmp_path):
+    script = REPO / "scripts" / "time_to_accuracy.py"
+    command = [
+        sys.executable,
+        str(script),
+        "--experiment",
+        "moons",
+        "--threshold",
+        "0.5",
+        "--eval-every",
+        "100",
+        "--run-dir",
+        str(tmp_path / "run"),
+    ]
+    done = subprocess.run([*command, "trainer.steps=300"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert [line.split("step")[1].split()[0] for line in lines if "target accuracy" in line] == ["100", "200", "300"]
+    assert "reached 0.5 after" in lines[-1] and "s without evaluations)" in lines[-1]
