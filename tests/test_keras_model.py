@@ -4,8 +4,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tests_support import TINY_OVERRIDES
 
-from dann.config import build_algorithm, build_datasets, build_model
+from dann.config import build_algorithm, build_datasets, build_model, compose_config
 from dann.data import evaluation_batches, training_batches
 from dann.gradient_checks import GradientCoverageError
 from dann.keras_model import DomainAdversarialModel
@@ -50,6 +51,22 @@ def test_fit_with_keras_callbacks_trains_exactly_like_the_loop(tiny_moons_cfg, t
     assert history.history["lambda"][-1] == pytest.approx(float(algorithm.adaptation_factor(tf.constant(STEPS - 1))))
     assert (tmp_path / "model.weights.h5").exists() and list((tmp_path / "tensorboard").rglob("events.*"))
     assert model(next(iter(datasets.source_test.batch(3)))[0]).shape == (3, 2)
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])  # float16: a LossScaleOptimizer
+def test_fit_in_mixed_precision_trains_like_the_loop(precision):
+    cfg = compose_config(["+experiment=moons", "data.num_train=64", "data.num_test=64", *TINY_OVERRIDES, f"trainer.precision={precision}"])
+    try:
+        looped, datasets = _algorithm(cfg)
+        fit(looped, datasets, TrainerSettings(steps=STEPS, batch_size=BATCH, log_every=10, eval_every=STEPS, progress=False))
+        algorithm, datasets = _algorithm(cfg)
+        model = DomainAdversarialModel(algorithm)
+        model.compile()
+        model.fit(training_batches(datasets, BATCH, seed=0), steps_per_epoch=STEPS, epochs=1, verbose=0)
+        for a, b in zip(looped.model.trainable_variables, algorithm.model.trainable_variables):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    finally:
+        keras.config.set_dtype_policy("float32")
 
 
 def test_fit_verifies_the_gradients_before_any_update(tiny_moons_cfg):
