@@ -10,7 +10,7 @@ def test_library_example_trains(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the Keras example writes a weights file
     section = README.read_text().split("### As a library", 1)[1].split("\n## ", 1)[0]
     loop_example, keras_example = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
-    code = loop_example + keras_example.replace("steps_per_epoch=500, epochs=4", "steps_per_epoch=10, epochs=2")
+    code = loop_example + keras_example.replace("steps_per_epoch=500", "steps_per_epoch=10").replace("epochs=4", "epochs=2")
     code = code.replace("steps=2000", "steps=20").replace("total_steps=2000", "total_steps=20")
     code = code.replace("log_every=200", "log_every=10").replace("eval_every=1000", "eval_every=20")
     namespace = {}
