@@ -1,6 +1,7 @@
 """The command-line entry points, run as a user runs them: in a subprocess."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -189,5 +190,5 @@ def test_time_to_accuracy_times_each_evaluation(tmp_path):
     done = subprocess.run([*command, "trainer.steps=300"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     lines = done.stdout.splitlines()
-    assert [line.split("step")[1].split()[0] for line in lines if "target accuracy" in line] == ["100", "200", "300"]
+    assert [re.search(r"  step +(\d+)  target accuracy", line).group(1) for line in lines[1:-1]] == ["100", "200", "300"]
     assert "reached 0.5 after" in lines[-1] and "s without evaluations)" in lines[-1]

@@ -323,8 +323,9 @@ def test_a_metrics_line_cut_short_is_left_out_on_resume(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_preemption_and_a_second_process_on_the_same_run(tmp_path):
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "dann.train", "+experiment=moons", "trainer.steps=20000", "trainer.checkpoint_every=500",
-               "trainer.log_every=500", "trainer.eval_every=10000", f"hydra.run.dir={run_dir}"]  # fmt: skip
+    # Long enough (about 30 s here) to be still training when the second process has started and been refused.
+    command = [sys.executable, "-m", "dann.train", "+experiment=moons", "trainer.steps=60000", "trainer.checkpoint_every=500",
+               "trainer.log_every=500", "trainer.eval_every=30000", f"hydra.run.dir={run_dir}"]  # fmt: skip
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     state = run_dir / "checkpoints" / "checkpoint"
@@ -333,6 +334,7 @@ def test_preemption_and_a_second_process_on_the_same_run(tmp_path):
         time.sleep(0.05)
     second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 1 and f"is being trained by process {first.pid}" in second.stdout
+    assert first.poll() is None, "the first process finished before it could be preempted: give it more steps"
     first.send_signal(signal.SIGTERM)
     output, _ = first.communicate(timeout=120)
     assert first.returncode == EXIT_PREEMPTED, output[-3000:]
@@ -344,7 +346,7 @@ def test_preemption_and_a_second_process_on_the_same_run(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((run_dir / "results.json").read_text())["resumed_from_step"] == stopped_at
     steps = [json.loads(line)["step"] for line in _metrics(run_dir).splitlines() if "label_loss" in json.loads(line)]
-    assert steps == list(range(500, 20001, 500))
+    assert steps == list(range(500, 60001, 500))
 
 
 def test_a_run_killed_before_its_first_checkpoint_starts_over_cleanly(tmp_path):
