@@ -33,7 +33,15 @@ from dann.gradient_checks import verify_gradients
 from dann.health import HealthMonitor, prediction_health
 from dann.health.advice import RunContext
 from dann.metrics import domain_metrics, evaluate_classifier
-from dann.runs import CHECKPOINT_DIR, METRICS_FILE, SELECTED_WEIGHTS_FILE, TENSORBOARD_DIR, RunDirectoryError, write_atomically
+from dann.runs import (
+    CHECKPOINT_DIR,
+    METRICS_FILE,
+    SELECTED_WEIGHTS_FILE,
+    TENSORBOARD_DIR,
+    RunDirectoryError,
+    load_metrics,
+    write_atomically,
+)
 from dann.selection import SELECT_OPTIONS, dev_risk, improves, label_free_features, reverse_validation_accuracy
 
 log = logging.getLogger(__name__)
@@ -293,10 +301,9 @@ class _RunState:
         if self.manager is None:
             return 0
         step = self._restore_newest() if self.manager.checkpoints else 0
-        metrics = self.run_dir / METRICS_FILE
-        if metrics.exists():  # the lines after the step will be written again
-            kept = [record for record in _complete_records(metrics) if record["step"] <= step]
-            write_atomically(metrics, "".join(json.dumps(record) + "\n" for record in kept))
+        if (self.run_dir / METRICS_FILE).exists():  # the lines after the step will be written again
+            kept = [record for record in load_metrics(self.run_dir) if record["step"] <= step]
+            write_atomically(self.run_dir / METRICS_FILE, "".join(json.dumps(record) + "\n" for record in kept))
             for record in kept:  # the monitor's state as it was; warnings raised before are not raised again
                 self.health.observe(record)
         if step:
@@ -409,17 +416,6 @@ class _GracefulStop:
     def __exit__(self, *exc_info) -> None:
         for number, previous in self._previous.items():
             signal.signal(number, previous)
-
-
-def _complete_records(path: Path) -> list[dict]:
-    """The records of a metrics file; a last line cut short (by a crash or a full disk) is left out."""
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            log.warning("left out an incomplete line of %s: %r", path, line[:80])
-    return records
 
 
 def _mean(window: list[dict[str, tf.Tensor]]) -> dict[str, float]:

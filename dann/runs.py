@@ -82,11 +82,20 @@ def load_model(run_dir: str | Path) -> keras.Model:
 
 
 def load_metrics(run_dir: str | Path) -> list[dict]:
-    """The records of a finished or running run's `metrics.jsonl`, in order (training and evaluation records)."""
+    """The records of a finished or running run's `metrics.jsonl`, in order (training and evaluation records).
+
+    A line cut short (being written, or left by a crash or a full disk) is left out with a warning.
+    """
     path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: is {run_dir} a `python -m dann.train` run directory that has logged?")
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            log.warning("left out an incomplete line of %s: %r", path, line[:80])
+    return records
 
 
 def load_results(run_dir: str | Path) -> dict | None:

@@ -62,9 +62,10 @@ def image_folder_domains(
         raise ValueError(f"data.test_fraction must be in (0, 1). Received: test_fraction={test_fraction}")
     classes = check_image_folder(Path(source), "source")
     labelled = not is_unlabelled_folder(Path(target))
-    if labelled and check_image_folder(Path(target), "target") != classes:
+    target_classes = check_image_folder(Path(target), "target") if labelled else classes
+    if target_classes != classes:
         raise ValueError(
-            f"the source and target folders have different classes: {classes} in {source}, {check_image_folder(Path(target))} "
+            f"the source and target folders have different classes: {classes} in {source}, {target_classes} "
             f"in {target}. DANN transfers one classifier between domains that share their classes: rename or remove folders."
         )
     splits = {}
