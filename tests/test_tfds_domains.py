@@ -79,6 +79,15 @@ def test_random_inversion_inverts_whole_images_at_the_rate():
         RandomInversion(rate=1.5)
 
 
+def test_random_inversion_per_channel_draws_each_channel():
+    images = tf.constant(np.full((2000, 2, 2, 3), 10, np.uint8))
+    out = RandomInversion(rate=0.5, per_channel=True)(images, tf.constant([3, 4], tf.int64)).numpy()
+    per_channel = out.reshape(2000, 4, 3)
+    assert (per_channel == per_channel[:, :1]).all()  # a channel is inverted whole or not at all
+    mixed = (per_channel[:, 0] == 245).any(axis=1) & (per_channel[:, 0] == 10).any(axis=1)
+    assert 0.7 < np.mean(mixed) < 0.8  # 1 - 2 / 2**3 of the images have channels of both polarities
+
+
 def _original_with_train_only(tmp_path, count=30):
     write_original_mnist_m(tmp_path / "downloads" / "manual", "train", count)
     builder = tfds.builder("mnist_m/original", data_dir=tmp_path)

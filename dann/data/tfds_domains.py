@@ -77,13 +77,16 @@ class RandomInversion:
     """Photometric augmentation of uint8 image batches: each image inverted (`255 - x`) with probability `rate`.
 
     Digit datasets differ in polarity (MNIST: light strokes on dark; MNIST-M, SVHN: either),
-    which inversion makes the source cover.
+    which inversion makes the source cover. Per channel, a grey source image becomes coloured
+    with strokes light in some channels and dark in others, as a digit drawn on a photo is.
 
     Attributes:
-        rate: probability of inverting an image, in [0, 1].
+        rate: probability of inverting an image (or, `per_channel`, each channel), in [0, 1].
+        per_channel: draw the inversion for each channel separately.
     """
 
     rate: float = 0.5
+    per_channel: bool = False
 
     def __post_init__(self):
         if not 0.0 <= self.rate <= 1.0:
@@ -91,7 +94,8 @@ class RandomInversion:
 
     def __call__(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         """`(B, H, W, C)` uint8 -> the same, a random subset inverted; `seed` `(2,)` int picks which."""
-        invert = tf.random.stateless_uniform([tf.shape(images)[0], 1, 1, 1], seed=seed) < self.rate
+        channels = tf.shape(images)[3] if self.per_channel else 1
+        invert = tf.random.stateless_uniform([tf.shape(images)[0], 1, 1, channels], seed=seed) < self.rate
         return tf.where(invert, 255 - images, images)
 
 
