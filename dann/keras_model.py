@@ -8,7 +8,7 @@
 
 Each step is the algorithm's own update (the same losses, lambda schedule, gradients over
 every trainable variable and optimizer as `dann.fit`); lambda follows its schedule from the
-optimizer's iteration count, and the gradient contract is verified on the first batch
+optimizer's iteration count, and the gradient contract is verified on a batch of the data's shapes
 before the first step. Use it for Keras' callbacks; `dann.fit` and `python -m dann.train`
 keep checkpoints that resume at the exact position in the data, which Keras'
 `BackupAndRestore` does not.
@@ -31,23 +31,30 @@ class DomainAdversarialModel(keras.Model):
 
     Call: inputs `(B, ...)` -> class logits `(B, num_classes)` of `algorithm.classifier()`.
     `fit` takes batches `((source_x (B, ...), source_y (B,)), target_x (B, ...))`, as
-    `dann.data.training_batches` yields them; the logs hold the update's metrics.
+    `dann.data.training_batches` yields them; the logs hold the update's metrics, averaged
+    over replicas. Build `algorithm` under a `tf.distribute` strategy's scope to train on
+    several devices: each replica gets the slice of each batch that `dann.fit` gives it.
     """
 
     def __init__(self, algorithm: Algorithm, **kwargs):
-        if algorithm.strategy.num_replicas_in_sync > 1:
-            raise ValueError(
-                "DomainAdversarialModel trains on one device so far: with several replicas, use dann.fit or "
-                "python -m dann.train (trainer.strategy=mirrored)."
-            )
-        super().__init__(**kwargs)
+        with algorithm.strategy.scope():  # Keras trains under the strategy current at construction
+            super().__init__(**kwargs)
         self.algorithm = algorithm
         self.network = algorithm.model  # tracked: callbacks save and restore its weights
         self.built = True  # the network is
 
-    def compile(self, **kwargs) -> None:
+    def compile(self, steps_per_execution: int = 1, **kwargs) -> None:
         """Keras' `compile`, with the algorithm's optimizer (the losses are the algorithm's)."""
-        super().compile(optimizer=self.algorithm.optimizer, **kwargs)
+        replicas = self.algorithm.strategy.num_replicas_in_sync
+        if steps_per_execution > 1 and replicas > 1:
+            # Keras 3's multi-step loop fails under MirroredStrategy ("You must feed a value for
+            # placeholder tensor"), even for a single Dense layer: keras-team/keras#19246.
+            raise ValueError(
+                f"steps_per_execution={steps_per_execution} with {replicas} replicas fails in Keras 3 (keras-team/keras issue "
+                "19246). Use steps_per_execution=1, or dann.fit / python -m dann.train, whose trainer.steps_per_call works on "
+                "several replicas."
+            )
+        super().compile(optimizer=self.algorithm.optimizer, steps_per_execution=steps_per_execution, **kwargs)
 
     def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
         return self.algorithm.classifier()(inputs, training=training)
@@ -59,11 +66,43 @@ class DomainAdversarialModel(keras.Model):
         pass over it, and a shuffled dataset reshuffles for each pass, so training would
         see other batches than `dann.fit` does.
         """
-        if int(self.algorithm.optimizer.iterations) == 0:
+        if int(self.algorithm.optimizer.iterations.numpy()) == 0:
             verify_gradients(
                 self.algorithm, *_random_batch(x.element_spec, self.network.label_classifier.output_shape[-1]), tf.constant(0, tf.int64)
             )
-        return super().fit(x, shuffle=False, **kwargs)  # a dataset shuffles itself
+        return super().fit(self._replica_slices(x), shuffle=False, **kwargs)  # a dataset shuffles itself
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None) -> None:
+        """Nothing to build: the network and the algorithm's optimizer are built.
+
+        Overrides Keras' (3.x), which under a strategy takes the first batch off the training
+        iterator to build the model, and that batch is then never trained on.
+        """
+
+    def _replica_slices(self, batches: tf.data.Dataset) -> tf.data.Dataset | tf.distribute.DistributedDataset:
+        """`batches` cut into equal slices along the batch axis, replica `i` fed slice `i`, as `dann.fit` cuts them.
+
+        Keras would distribute `batches` itself, with its own split; feeding the loop's
+        slices makes `fit` train exactly like `dann.fit` on any number of replicas.
+        """
+        strategy = self.algorithm.strategy
+        replicas = strategy.num_replicas_in_sync
+        if replicas == 1:
+            return batches
+        batch_size = tf.nest.flatten(batches.element_spec)[0].shape[0]
+        if batch_size is not None and batch_size % replicas:
+            raise ValueError(f"fit: batches of {batch_size} do not split evenly over {replicas} replicas: choose a multiple of {replicas}.")
+
+        def worker_slices(context: tf.distribute.InputContext) -> tf.data.Dataset:
+            local = replicas // context.num_input_pipelines  # this worker's replicas, numbered from `first`
+            first = context.input_pipeline_id * local
+
+            def cut(*pair):  # a batch pair -> its `local` slices, stacked in replica order
+                return tf.nest.map_structure(lambda batch: tf.stack(tf.split(batch, replicas))[first : first + local], pair)
+
+            return batches.map(cut).unbatch()  # fed to this worker's replicas in turn
+
+        return strategy.distribute_datasets_from_function(worker_slices)
 
     def train_step(self, data) -> dict[str, tf.Tensor]:
         (source_x, source_y), target_x = data

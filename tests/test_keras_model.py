@@ -8,6 +8,7 @@ from tests_support import TINY_OVERRIDES
 
 from dann.config import build_algorithm, build_datasets, build_model, compose_config
 from dann.data import evaluation_batches, training_batches
+from dann.devices import build_strategy
 from dann.gradient_checks import GradientCoverageError
 from dann.keras_model import DomainAdversarialModel
 from dann.loop import TrainerSettings, fit
@@ -16,10 +17,12 @@ from dann.metrics import evaluate_classifier
 STEPS, BATCH = 20, 16
 
 
-def _algorithm(cfg):
+def _algorithm(cfg, strategy=None):
     keras.utils.set_random_seed(0)
     datasets = build_datasets(cfg)
-    algorithm = build_algorithm(cfg, build_model(cfg, datasets))
+    with (strategy or tf.distribute.get_strategy()).scope():
+        model = build_model(cfg, datasets)
+    algorithm = build_algorithm(cfg, model, strategy)
     return algorithm, algorithm.training_datasets(datasets)
 
 
@@ -67,6 +70,24 @@ def test_fit_in_mixed_precision_trains_like_the_loop(precision):
             np.testing.assert_array_equal(a.numpy(), b.numpy())
     finally:
         keras.config.set_dtype_policy("float32")
+
+
+def test_fit_on_two_replicas_trains_exactly_like_the_loop(tiny_moons_cfg):
+    strategy = build_strategy("mirrored", cpu_devices=2)
+    looped, datasets = _algorithm(tiny_moons_cfg, strategy)
+    assert looped.strategy.num_replicas_in_sync == 2
+    fit(looped, datasets, TrainerSettings(steps=STEPS, batch_size=BATCH, log_every=10, eval_every=STEPS, progress=False))
+    algorithm, datasets = _algorithm(tiny_moons_cfg, strategy)
+    model = DomainAdversarialModel(algorithm)
+    with pytest.raises(ValueError, match="19246"):
+        model.compile(steps_per_execution=5)
+    model.compile()
+    history = model.fit(training_batches(datasets, BATCH, seed=0), steps_per_epoch=STEPS, epochs=1, verbose=0)
+    for a, b in zip(looped.model.trainable_variables, algorithm.model.trainable_variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert int(algorithm.optimizer.iterations.numpy()) == STEPS and np.isfinite(history.history["loss"][-1])
+    with pytest.raises(ValueError, match="split evenly over 2 replicas"):
+        model.fit(training_batches(datasets, BATCH + 1, seed=0), steps_per_epoch=1, epochs=1, verbose=0)
 
 
 def test_fit_verifies_the_gradients_before_any_update(tiny_moons_cfg):
