@@ -13,6 +13,8 @@ Measures, on one process and device (warm-up excluded, median and spread of repe
   flops_per_image         counted from the layers: forward and backward, per training image
   achieved_flops_per_s    flops_per_image * compiled_images_per_s
   matmul_ceiling_flops_per_s  a large float32 matrix multiply on the same device, the practical ceiling
+  matmul_ceiling_bf16_flops_per_s  the same in bfloat16, the ceiling of trainer.precision=mixed_bfloat16
+  fraction_of_ceiling     achieved / the ceiling of the precision the step ran in (`precision`)
 Images are counted source + target: one step of batch 64 processes 128 images.
 """
 
@@ -34,6 +36,7 @@ import tensorflow as tf
 
 from dann.config import USER_ERRORS, build_algorithm, build_datasets, build_model, compose_config, trainer_settings
 from dann.data import training_batches
+from dann.devices import resolve_precision
 from dann.layers import GradientReversal
 from dann.models import DANNModel
 
@@ -101,10 +104,10 @@ def naive_compiled_step(model: DANNModel) -> Callable[..., tf.Tensor]:
     return step
 
 
-def matmul_ceiling(size: int = 2048, repeats: int = 5) -> float:
-    """FLOP/s of a `size` x `size` float32 matrix multiply, compiled, median of `repeats`."""
-    a = tf.random.normal((size, size))
-    b = tf.random.normal((size, size))
+def matmul_ceiling(size: int = 2048, repeats: int = 5, dtype: tf.DType = tf.float32) -> float:
+    """FLOP/s of a `size` x `size` matrix multiply in `dtype`, compiled, median of `repeats`."""
+    a = tf.random.normal((size, size), dtype=dtype)
+    b = tf.random.normal((size, size), dtype=dtype)
     chain = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(tf.matmul(a, b), b)))
     chain(a, b).numpy()
     seconds = _repeat(lambda: chain(a, b).numpy(), repeats)
@@ -181,10 +184,13 @@ def benchmark(overrides: list[str], steps: int = 100, repeats: int = 5) -> dict:
     pipeline = [images / s for s in pipeline_seconds]
     eager = [eager_steps * images_per_step / s for s in _repeat(eager_run, repeats)]
     flops = training_flops_per_image(algorithm.model, datasets.input_shape)
+    precision = resolve_precision(cfg.trainer.precision)
     ceiling = matmul_ceiling()
+    ceiling_bf16 = matmul_ceiling(dtype=tf.bfloat16)
     compiled_median = statistics.median(compiled)
     return {
         "config": overrides,
+        "precision": precision,
         "batch_size": settings.batch_size,
         "steps_per_call": k,
         "jit_compile": bool(cfg.trainer.jit_compile),
@@ -201,7 +207,8 @@ def benchmark(overrides: list[str], steps: int = 100, repeats: int = 5) -> dict:
         "flops_per_image": flops,
         "achieved_flops_per_s": flops * compiled_median,
         "matmul_ceiling_flops_per_s": ceiling,
-        "fraction_of_ceiling": flops * compiled_median / ceiling,
+        "matmul_ceiling_bf16_flops_per_s": ceiling_bf16,
+        "fraction_of_ceiling": flops * compiled_median / (ceiling_bf16 if precision == "mixed_bfloat16" else ceiling),
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
@@ -264,7 +271,8 @@ def main() -> None:
     print(f"{'flops_per_image':<28} {figures['flops_per_image']:>12,.0f}")
     print(f"{'achieved_flops_per_s':<28} {figures['achieved_flops_per_s'] / 1e9:>12.1f} GFLOP/s")
     print(f"{'matmul_ceiling_flops_per_s':<28} {figures['matmul_ceiling_flops_per_s'] / 1e9:>12.1f} GFLOP/s")
-    print(f"{'fraction_of_ceiling':<28} {figures['fraction_of_ceiling']:>12.1%}")
+    print(f"{'matmul_ceiling_bf16_flops_per_s':<28} {figures['matmul_ceiling_bf16_flops_per_s'] / 1e9:>12.1f} GFLOP/s")
+    print(f"{'fraction_of_ceiling':<28} {figures['fraction_of_ceiling']:>12.1%}   (of the {figures['precision']} ceiling)")
     if figures["naive_compiled_images_per_s"]:
         print(f"{'compiled / naive compiled':<28} {figures['compiled_images_per_s'] / figures['naive_compiled_images_per_s']:>12.2f}x")
     print(f"{'compiled / eager':<28} {figures['compiled_images_per_s'] / figures['eager_images_per_s']:>12.1f}x")

@@ -25,7 +25,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from dann.algorithms import CDAN, DANN, DIRTT, VADA, Algorithm, SourceOnly, TargetOnly
 from dann.algorithms.base import FEATURE_PASSES
 from dann.data import DomainDatasets
-from dann.devices import STRATEGIES
+from dann.devices import PRECISIONS, STRATEGIES, resolve_precision
 from dann.gradient_checks import GradientCoverageError
 from dann.loop import NonFiniteLossError, TrainerSettings
 from dann.models import DANNModel, build_dann_model
@@ -34,7 +34,6 @@ from dann.selection import SELECT_OPTIONS
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 # Errors whose message says what to fix: commands show them in one line, without a traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, InstantiationException, NonFiniteLossError, GradientCoverageError)
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 @dataclass
@@ -170,7 +169,7 @@ def build_datasets(cfg: DictConfig) -> DomainDatasets:
 def build_model(cfg: DictConfig, datasets: DomainDatasets) -> DANNModel:
     """The three networks of `cfg.model`, sized for `datasets`, composed, in `cfg.trainer.precision`."""
     # Keras reads the policy when layers are created; it stays set for the process.
-    keras.config.set_dtype_policy(cfg.trainer.precision)
+    keras.config.set_dtype_policy(resolve_precision(cfg.trainer.precision))
     return build_dann_model(
         feature_extractor=_instantiate(cfg.model.feature_extractor, name="feature_extractor"),
         label_classifier=_instantiate(cfg.model.label_classifier, num_outputs=datasets.num_classes, name="label_classifier"),
@@ -186,7 +185,7 @@ def build_optimizer(cfg: DictConfig) -> keras.optimizers.Optimizer:
     initial_rate = settings.pop("lr")
     schedule = _instantiate(cfg.schedule.learning_rate, initial_learning_rate=initial_rate, total_steps=cfg.trainer.steps)
     optimizer = _instantiate(settings, learning_rate=schedule)
-    if cfg.trainer.precision == "mixed_float16":  # float16 gradients underflow without loss scaling
+    if resolve_precision(cfg.trainer.precision) == "mixed_float16":  # float16 gradients underflow without loss scaling
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
 

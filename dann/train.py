@@ -42,7 +42,7 @@ from dann.config import (
     trainer_settings,
     with_plain_choices,
 )
-from dann.devices import build_strategy
+from dann.devices import build_strategy, native_bfloat16, resolve_precision
 from dann.loop import EXIT_PREEMPTED, Preempted, fit
 from dann.metrics import domain_metrics
 from dann.runs import (
@@ -79,6 +79,8 @@ def _train_locked(cfg: DictConfig, settings, run_dir: Path) -> dict:
         log.info("%s already holds this finished run; not training again. Results: %s", run_dir, previous)
         return previous
     strategy = build_strategy(cfg.trainer.strategy, cfg.trainer.cpu_devices)
+    precision = resolve_precision(cfg.trainer.precision)
+    log.info("precision %s (trainer.precision=%s; native bfloat16: %s)", precision, cfg.trainer.precision, native_bfloat16() or "no")
     if cfg.trainer.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(cfg.seed)
@@ -97,6 +99,7 @@ def _train_locked(cfg: DictConfig, settings, run_dir: Path) -> dict:
         raise
     model.save(run_dir / MODEL_FILE)
     results["seed"] = cfg.seed
+    results["precision"] = precision
     results.update(datasets.splits)  # which splits the accuracies are of
     results.update(domain_metrics(model, datasets, seed=cfg.seed, pad_classifiers=_pad_classifiers()))
     write_atomically(run_dir / RESULTS_FILE, json.dumps(results, indent=2) + "\n")  # last: it marks the run finished

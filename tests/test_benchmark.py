@@ -26,7 +26,9 @@ def test_benchmark_reports_every_figure():
         "flops_per_image",
         "achieved_flops_per_s",
         "matmul_ceiling_flops_per_s",
+        "matmul_ceiling_bf16_flops_per_s",
     ):
         assert figures[key] > 0, key
+    assert figures["precision"] == "float32"
     assert 0.0 <= figures["input_wait_fraction"] <= 1.0
     assert figures["device"]
