@@ -247,7 +247,7 @@ def classifier_head(
         `(batch, features)`.
 
     Output shape:
-        `(batch, num_outputs)`, unnormalised logits.
+        `(batch, num_outputs)`, unnormalised logits, float32 under any dtype policy.
     """
     _check_units(name, hidden_units, allow_empty=True)
     if num_outputs < 1:
@@ -257,7 +257,9 @@ def classifier_head(
         layers.append(keras.layers.Dense(width, activation=activation))
         if dropout:
             layers.append(keras.layers.Dropout(dropout))
-    layers.append(keras.layers.Dense(num_outputs, name="logits"))
+    # Logits in float32 under a mixed policy too: bfloat16 keeps 8 bits of mantissa, coarse for
+    # the softmax, the confidences that pick pseudo-labels, and the domain logit.
+    layers.append(keras.layers.Dense(num_outputs, name="logits", dtype="float32"))
     return keras.Sequential(layers, name=name)
 
 

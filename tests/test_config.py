@@ -5,6 +5,7 @@ import tensorflow as tf
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+import dann
 from dann.algorithms import SourceOnly
 from dann.benchmark import with_default_experiment
 from dann.config import CONFIG_DIR, build_algorithm, build_datasets, build_model, build_optimizer, compose_config
@@ -99,5 +100,8 @@ def test_mixed_bfloat16_training_runs(tmp_path):
         results = train(compose_config(["+experiment=moons", "trainer.precision=mixed_bfloat16", *TINY_OVERRIDES]), tmp_path)
         assert np.isfinite(results["target_test_accuracy"])
         assert keras.config.dtype_policy().name == "mixed_bfloat16"
+        model = dann.load_model(tmp_path)
+        assert model.feature_extractor.compute_dtype == "bfloat16"
+        assert model(tf.zeros((3, 2))).dtype == tf.float32  # the logits layer computes in float32
     finally:
         keras.config.set_dtype_policy("float32")
