@@ -184,12 +184,15 @@ def test_time_to_accuracy_times_each_evaluation(tmp_path):
         "--threshold",
         "0.5",
         "--eval-every",
-        "100",
+        "150",  # not a multiple of the experiment's log_every: the script aligns the training lines
         "--run-dir",
         str(tmp_path / "run"),
     ]
-    done = subprocess.run([*command, "trainer.steps=300"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([*command, "trainer.steps=450"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     lines = done.stdout.splitlines()
-    assert [re.search(r"  step +(\d+)  target accuracy", line).group(1) for line in lines[1:-1]] == ["100", "200", "300"]
+    assert [re.search(r"  step +(\d+)  target accuracy", line).group(1) for line in lines[1:-1]] == ["150", "300", "450"]
+    timings = [[float(x) for x in re.match(r" *([0-9.]+) s \( *([0-9.]+) s without", line).groups()] for line in lines[1:-1]]
+    training = [without for _, without in timings]
+    assert 0 < training[0] and training == sorted(training) and all(without <= total for total, without in timings)
     assert "reached 0.5 after" in lines[-1] and "s without evaluations)" in lines[-1]
