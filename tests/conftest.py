@@ -8,6 +8,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras
 import pytest
 import tensorflow as tf
 
@@ -30,6 +31,13 @@ def _offline_mirror() -> Path | None:
         if candidate and (Path(candidate) / "mnist").is_dir() and (Path(candidate) / "downloads" / "manual" / BSDS500_TRAIN_DIR).is_dir():
             return Path(candidate)
     return None
+
+
+@pytest.fixture(autouse=True)
+def float32_policy_between_tests():
+    """`build_model` sets Keras' dtype policy for the process: each test starts from Keras' default."""
+    yield
+    keras.config.set_dtype_policy("float32")
 
 
 @pytest.fixture

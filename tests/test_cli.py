@@ -160,7 +160,10 @@ def test_mnist_m_experiment_on_small_subsets_then_evaluate_on_original(small_mni
     model = dann.load_model(run_dir)
     expected = tf.nn.softmax(model(dann.data.ImagePreprocessing(per_image=True).normalize(tf.constant(images)))).numpy()
     assert served.shape == (5, 10)
-    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
+    # The run's precision is the default, auto: in bfloat16 the served graph's fused kernels round
+    # differently from the eager call, by about bfloat16's resolution (2**-8).
+    tolerance = 1e-5 if results["precision"] == "float32" else 2e-2
+    np.testing.assert_allclose(served, expected, rtol=tolerance, atol=tolerance / 10)
     assert all((run_dir / name).exists() for name in ("learning_curves.png", "health.png", "embedding.png"))
 
 
