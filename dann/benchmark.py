@@ -35,9 +35,8 @@ import numpy as np
 import tensorflow as tf
 from omegaconf import OmegaConf
 
-from dann.config import USER_ERRORS, build_algorithm, build_datasets, build_model, compose_config, trainer_settings
+from dann.config import USER_ERRORS, build_algorithm, build_datasets, build_model, compose_config, run_precision, trainer_settings
 from dann.data import training_batches
-from dann.devices import resolve_precision
 from dann.layers import GradientReversal
 from dann.models import DANNModel
 
@@ -188,7 +187,7 @@ def benchmark(overrides: list[str], steps: int = 100, repeats: int = 5) -> dict:
     pipeline = [images / s for s in pipeline_seconds]
     eager = [eager_steps * images_per_step / s for s in _repeat(eager_run, repeats)]
     flops = training_flops_per_image(algorithm.model, datasets.input_shape)
-    precision = resolve_precision(cfg.trainer.precision)
+    precision = run_precision(cfg)
     ceiling = matmul_ceiling()
     ceiling_bf16 = matmul_ceiling(dtype=tf.bfloat16)
     compiled_median = statistics.median(compiled)

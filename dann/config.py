@@ -166,10 +166,15 @@ def build_datasets(cfg: DictConfig) -> DomainDatasets:
     return _instantiate(cfg.data)
 
 
+def run_precision(cfg: DictConfig) -> str:
+    """The Keras dtype policy `cfg` trains in: `trainer.precision`, `auto` resolved for the devices and `cfg.algorithm`."""
+    return resolve_precision(cfg.trainer.precision, get_class(cfg.algorithm._target_).BFLOAT16_SAFE)
+
+
 def build_model(cfg: DictConfig, datasets: DomainDatasets) -> DANNModel:
     """The three networks of `cfg.model`, sized for `datasets`, composed, in `cfg.trainer.precision`."""
     # Keras reads the policy when layers are created; it stays set for the process.
-    keras.config.set_dtype_policy(resolve_precision(cfg.trainer.precision))
+    keras.config.set_dtype_policy(run_precision(cfg))
     return build_dann_model(
         feature_extractor=_instantiate(cfg.model.feature_extractor, name="feature_extractor"),
         label_classifier=_instantiate(cfg.model.label_classifier, num_outputs=datasets.num_classes, name="label_classifier"),
@@ -185,7 +190,7 @@ def build_optimizer(cfg: DictConfig) -> keras.optimizers.Optimizer:
     initial_rate = settings.pop("lr")
     schedule = _instantiate(cfg.schedule.learning_rate, initial_learning_rate=initial_rate, total_steps=cfg.trainer.steps)
     optimizer = _instantiate(settings, learning_rate=schedule)
-    if resolve_precision(cfg.trainer.precision) == "mixed_float16":  # float16 gradients underflow without loss scaling
+    if run_precision(cfg) == "mixed_float16":  # float16 gradients underflow without loss scaling
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
 

@@ -46,13 +46,16 @@ def native_bfloat16(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
     return f"CPU flags {', '.join(found)}" if found else None
 
 
-def resolve_precision(precision: str) -> str:
-    """The Keras dtype policy of `trainer.precision`: itself; for `auto`, `mixed_bfloat16` if `native_bfloat16()`, else `float32`."""
+def resolve_precision(precision: str, bfloat16_safe: bool = True) -> str:
+    """The Keras dtype policy of `trainer.precision`: itself; for `auto`, `mixed_bfloat16` if `native_bfloat16()`, else `float32`.
+
+    `bfloat16_safe=False` (an algorithm that loses accuracy in bfloat16) makes `auto` float32.
+    """
     if precision not in PRECISIONS:
         raise ValueError(f"trainer.precision must be one of {PRECISIONS}. Received: precision={precision!r}")
     if precision != "auto":
         return precision
-    return "mixed_bfloat16" if native_bfloat16() else "float32"
+    return "mixed_bfloat16" if bfloat16_safe and native_bfloat16() else "float32"
 
 
 def split_cpu(num_devices: int) -> None:

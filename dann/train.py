@@ -39,6 +39,7 @@ from dann.config import (
     build_model,
     check_algorithm,
     register_configs,
+    run_precision,
     trainer_settings,
     with_plain_choices,
 )
@@ -79,8 +80,10 @@ def _train_locked(cfg: DictConfig, settings, run_dir: Path) -> dict:
         log.info("%s already holds this finished run; not training again. Results: %s", run_dir, previous)
         return previous
     strategy = build_strategy(cfg.trainer.strategy, cfg.trainer.cpu_devices)
-    precision = resolve_precision(cfg.trainer.precision)
-    log.info("precision %s (trainer.precision=%s; native bfloat16: %s)", precision, cfg.trainer.precision, native_bfloat16() or "no")
+    precision = run_precision(cfg)
+    kept = f"; {cfg.algorithm._target_} keeps float32" if precision != resolve_precision(cfg.trainer.precision) else ""
+    native = native_bfloat16() or "no"
+    log.info("precision %s (trainer.precision=%s; native bfloat16: %s%s)", precision, cfg.trainer.precision, native, kept)
     if cfg.trainer.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(cfg.seed)

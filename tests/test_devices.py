@@ -3,6 +3,7 @@
 import pytest
 import tensorflow as tf
 
+from dann.config import compose_config, run_precision
 from dann.devices import native_bfloat16, resolve_precision
 
 FAKE_GPU = tf.config.PhysicalDevice(name="/physical_device:GPU:0", device_type="GPU")
@@ -54,3 +55,16 @@ def test_explicit_precisions_are_kept_and_unknown_ones_refused(gpus):
     assert resolve_precision("mixed_float16") == "mixed_float16"
     with pytest.raises(ValueError, match="auto"):
         resolve_precision("bfloat16")
+
+
+@pytest.mark.parametrize(
+    "algorithm, expected", [("dann", "mixed_bfloat16"), ("cdan_e", "mixed_bfloat16"), ("vada", "float32"), ("dirt_t", "float32")]
+)
+def test_auto_keeps_float32_for_algorithms_that_lose_accuracy_in_bfloat16(gpus, algorithm, expected):
+    gpus[:] = [(9, 0)]
+    assert run_precision(compose_config(["+experiment=mnist_m", f"algorithm={algorithm}"])) == expected
+    # Asked for explicitly, bfloat16 is what the user gets.
+    assert (
+        run_precision(compose_config(["+experiment=mnist_m", f"algorithm={algorithm}", "trainer.precision=mixed_bfloat16"]))
+        == "mixed_bfloat16"
+    )

@@ -70,6 +70,8 @@ class Algorithm:
     REVERSED_LOSS: ClassVar[str | None] = None
     # Keys of `forward`'s output that are tensors every loss treats as constants (no variable may get a gradient through them).
     CONSTANTS: ClassVar[tuple[str, ...]] = ()
+    # Whether `trainer.precision=auto` may train it in bfloat16 (measured within float32's seed spread).
+    BFLOAT16_SAFE: ClassVar[bool] = True
 
     def __init__(
         self,
