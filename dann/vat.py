@@ -2,7 +2,7 @@
 
 The loss is `KL(p(x) || p(x + r_adv))` with `r_adv` the perturbation of L2 norm `radius`
 that changes the prediction most, found by one power iteration from a random direction on
-the divergence's Hessian (an exact Hessian-vector product, so that it works in bfloat16 too).
+the divergence's Hessian, an exact Hessian-vector product (the usual finite difference drowns in rounding).
 `r_adv` is a constant of the loss (`tf.stop_gradient`): the network is trained to be
 smooth around `x`; it is never trained through the choice of the perturbation.
 """
