@@ -43,7 +43,7 @@ from dann.config import (
     trainer_settings,
     with_plain_choices,
 )
-from dann.devices import build_strategy, native_bfloat16, resolve_precision
+from dann.devices import build_strategy, native_bfloat16
 from dann.loop import EXIT_PREEMPTED, Preempted, fit
 from dann.metrics import domain_metrics
 from dann.runs import (
@@ -81,9 +81,10 @@ def _train_locked(cfg: DictConfig, settings, run_dir: Path) -> dict:
         return previous
     strategy = build_strategy(cfg.trainer.strategy, cfg.trainer.cpu_devices)
     precision = run_precision(cfg)
-    kept = f"; {cfg.algorithm._target_} keeps float32" if precision != resolve_precision(cfg.trainer.precision) else ""
-    native = native_bfloat16() or "no"
-    log.info("precision %s (trainer.precision=%s; native bfloat16: %s%s)", precision, cfg.trainer.precision, native, kept)
+    native = native_bfloat16()
+    # auto on native hardware chose float32: the algorithm is not BFLOAT16_SAFE.
+    kept = f"; {cfg.algorithm._target_} keeps float32" if cfg.trainer.precision == "auto" and native and precision == "float32" else ""
+    log.info("precision %s (trainer.precision=%s; native bfloat16: %s%s)", precision, cfg.trainer.precision, native or "no", kept)
     if cfg.trainer.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(cfg.seed)
