@@ -8,6 +8,7 @@ Measures, on one process and device (warm-up excluded, median and spread of repe
   pipeline_images_per_s   the whole path: TFDS -> tf.data -> compiled step, as `fit` runs it
   naive_compiled_images_per_s  the step as a user would write it: one `tf.function` per update,
                           Keras' losses and defaults, float32 included (`naive_compiled_step`)
+  compiled_over_naive     compiled / naive compiled, the median of the rounds' ratios
   eager_images_per_s      a plain eager GradientTape step
   input_wait_fraction     the share of the pipeline run spent waiting for input
   flops_per_image         counted from the layers: forward and backward, per training image
@@ -15,7 +16,9 @@ Measures, on one process and device (warm-up excluded, median and spread of repe
   matmul_ceiling_flops_per_s  a large float32 matrix multiply on the same device, the practical ceiling
   matmul_ceiling_bf16_flops_per_s  the same in bfloat16, the ceiling of trainer.precision=mixed_bfloat16
   fraction_of_ceiling     achieved / the ceiling of the precision the step ran in (`precision`)
-Images are counted source + target: one step of batch 64 processes 128 images.
+Images are counted source + target: one step of batch 64 processes 128 images. Each of
+`--repeats` rounds runs every measurement once, in turn, so a drift in the machine's speed
+touches them all alike.
 """
 
 from __future__ import annotations
@@ -110,7 +113,7 @@ def matmul_ceiling(size: int = 2048, repeats: int = 5, dtype: tf.DType = tf.floa
     b = tf.random.normal((size, size), dtype=dtype)
     chain = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(tf.matmul(a, b), b)))
     chain(a, b).numpy()
-    seconds = _repeat(lambda: chain(a, b).numpy(), repeats)
+    seconds = _interleaved({"matmul": lambda: chain(a, b).numpy()}, repeats)["matmul"]
     return 2 * 2 * size**3 / statistics.median(seconds)
 
 
@@ -178,14 +181,19 @@ def benchmark(overrides: list[str], steps: int = 100, repeats: int = 5) -> dict:
     pipeline_run()
     waits.clear()
     eager_run()
-    compiled = [images / s for s in _repeat(compiled_run, repeats)]
-    naive = None
+    runs = {"compiled": compiled_run, "pipeline": pipeline_run, "eager": eager_run}
     if algorithm.model.domain_conditioning is None:  # the naive step is DANN's: its domain classifier reads the features
         naive_compiled_run()
-        naive = [images / s for s in _repeat(naive_compiled_run, repeats)]
-    pipeline_seconds = _repeat(pipeline_run, repeats)
+        runs["naive"] = naive_compiled_run
+    seconds = _interleaved(runs, repeats)
+    compiled = [images / s for s in seconds["compiled"]]
+    naive = [images / s for s in seconds["naive"]] if "naive" in seconds else None
+    pipeline_seconds = seconds["pipeline"]
     pipeline = [images / s for s in pipeline_seconds]
-    eager = [eager_steps * images_per_step / s for s in _repeat(eager_run, repeats)]
+    eager = [eager_steps * images_per_step / s for s in seconds["eager"]]
+    # Ratios per round: the two steps ran seconds apart, so a drift in the machine's speed
+    # (other tenants, clock) cancels out of each ratio instead of landing on one side.
+    over_naive = naive and [c / n for c, n in zip(compiled, naive)]
     flops = training_flops_per_image(algorithm.model, datasets.input_shape)
     precision = run_precision(cfg)
     ceiling = matmul_ceiling()
@@ -205,6 +213,8 @@ def benchmark(overrides: list[str], steps: int = 100, repeats: int = 5) -> dict:
         "naive_compiled_images_per_s": naive and statistics.median(naive),
         "naive_compiled_images_per_s_spread": naive and _spread(naive),
         "naive_compiled_precision": naive_model.feature_extractor.dtype_policy.name,
+        "compiled_over_naive": over_naive and statistics.median(over_naive),
+        "compiled_over_naive_spread": over_naive and _spread(over_naive),
         "eager_images_per_s": statistics.median(eager),
         "eager_images_per_s_spread": _spread(eager),
         "input_wait_fraction": statistics.median(w / s for w, s in zip(waits, pipeline_seconds)),
@@ -228,12 +238,14 @@ def with_default_experiment(overrides: list[str]) -> list[str]:
     return [DEFAULT_EXPERIMENT, *overrides]
 
 
-def _repeat(run: Callable[[], object], repeats: int) -> list[float]:
-    seconds = []
+def _interleaved(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    """Seconds of each run, `repeats` rounds in which every run goes once, in turn."""
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        seconds.append(time.perf_counter() - start)
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            seconds[name].append(time.perf_counter() - start)
     return seconds
 
 
@@ -277,9 +289,12 @@ def main() -> None:
     print(f"{'matmul_ceiling_flops_per_s':<28} {figures['matmul_ceiling_flops_per_s'] / 1e9:>12.1f} GFLOP/s")
     print(f"{'matmul_ceiling_bf16_flops_per_s':<28} {figures['matmul_ceiling_bf16_flops_per_s'] / 1e9:>12.1f} GFLOP/s")
     print(f"{'fraction_of_ceiling':<28} {figures['fraction_of_ceiling']:>12.1%}   (of the {figures['precision']} ceiling)")
-    if figures["naive_compiled_images_per_s"]:
-        ratio = figures["compiled_images_per_s"] / figures["naive_compiled_images_per_s"]
-        print(f"{'compiled / naive compiled':<28} {ratio:>12.2f}x   ({figures['precision']} against {figures['naive_compiled_precision']})")
+    if figures["compiled_over_naive"]:
+        low, high = figures["compiled_over_naive_spread"]
+        print(
+            f"{'compiled / naive compiled':<28} {figures['compiled_over_naive']:>12.2f}x   (min {low:.2f}, max {high:.2f}, per round; "
+            f"{figures['precision']} against {figures['naive_compiled_precision']})"
+        )
     print(f"{'compiled / eager':<28} {figures['compiled_images_per_s'] / figures['eager_images_per_s']:>12.1f}x")
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2) + "\n")

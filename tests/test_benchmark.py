@@ -31,5 +31,8 @@ def test_benchmark_reports_every_figure_and_runs_the_naive_step_in_float32():
         assert figures[key] > 0, key
     # dann's step in the precision asked for; the user's naive step in Keras' default float32.
     assert figures["precision"] == "mixed_bfloat16" and figures["naive_compiled_precision"] == "float32"
+    # The ratio is taken per round, so it lies within the rounds' ratios, not just near the medians' quotient.
+    low, high = figures["compiled_over_naive_spread"]
+    assert 0 < low <= figures["compiled_over_naive"] <= high
     assert 0.0 <= figures["input_wait_fraction"] <= 1.0
     assert figures["device"]
