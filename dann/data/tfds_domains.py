@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from dann.data.decoded_cache import cached
 from dann.data.domains import DomainDatasets
 from dann.data.prepare import MissingDataError, dataset_builder
 
@@ -141,6 +142,7 @@ def tfds_domains(
     target_train_split: SplitChoice = "train",
     source_test_split: SplitChoice = "test",
     target_test_split: SplitChoice = "test",
+    cache_dir: str | None = None,
 ) -> DomainDatasets:
     """Source and target domains from TFDS names, preprocessed alike.
 
@@ -155,6 +157,9 @@ def tfds_domains(
             first that the dataset has, e.g. `["test", "train[50000:]"]` (the official
             test split when it was built, else a held-out slice of train). The choices
             made are in the result's `splits`.
+        cache_dir: where the prepared splits are saved the first time and loaded from
+            afterwards (`dann.data.decoded_cache`), e.g. `~/.cache/dann`; `None` decodes
+            them in every run.
 
     Raises:
         ValueError: when the two datasets' label spaces differ, or a domain's test split
@@ -175,7 +180,8 @@ def tfds_domains(
 
     def split(name: str, split_name: str) -> tf.data.Dataset:
         examples = _supervised_split(builders[name], name, split_name)
-        return examples.map(lambda x, y: (preprocessing.prepare(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+        prepared = examples.map(lambda x, y: (preprocessing.prepare(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+        return cached(prepared, cache_dir, _cache_key(builders[name], split_name, preprocessing), f"{name}-{split_name}")
 
     return DomainDatasets(
         source_train=split(source, splits["source_train_split"]),
@@ -221,6 +227,20 @@ def check_disjoint(builder: tfds.core.DatasetBuilder, name: str, train_split: st
             f"{name}: the test split {test_split!r} shares {shared} examples with the training split {train_split!r}; "
             "accuracy on examples trained on is not a test. Make them disjoint, e.g. train[:50000] and train[50000:]."
         )
+
+
+def _cache_key(builder: tfds.core.DatasetBuilder, split: str, preprocessing: ImagePreprocessing) -> dict:
+    """What decides a prepared split's examples: the dataset's build, the split read, and `prepare`'s settings."""
+    read = sorted({name for name, _ in _example_ranges(builder, split)})
+    return {
+        "dataset": builder.info.full_name,
+        "data_dir": str(builder.data_dir),
+        "split": split,
+        # A rebuild from other files changes these, and so the key.
+        "examples_and_bytes": {name: [builder.info.splits[name].num_examples, builder.info.splits[name].num_bytes] for name in read},
+        "image_size": list(preprocessing.image_size),
+        "channels": preprocessing.channels,
+    }
 
 
 def _num_examples(builder: tfds.core.DatasetBuilder, spec: str) -> int:
