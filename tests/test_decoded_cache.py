@@ -1,5 +1,7 @@
 """The decoded-example cache: saved once, loaded after, keyed by what decides the examples, never half-written."""
 
+import shutil
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -20,7 +22,7 @@ def test_a_saved_dataset_is_loaded_in_order_instead_of_recomputed(tmp_path):
     first = cached(_numbers(50), tmp_path, {"split": "train"}, "numbers/train")
     assert _elements(first) == _elements(_numbers(50)) and int(first.cardinality()) == 50
     # The same key with another dataset reads what was saved: the dataset is not computed again.
-    again = cached(_numbers(3, scale=7), tmp_path, {"split": "train"}, "numbers/train")
+    again = cached(_numbers(50, scale=7), tmp_path, {"split": "train"}, "numbers/train")
     assert _elements(again) == _elements(_numbers(50))
     other_key = cached(_numbers(3, scale=7), tmp_path, {"split": "test"}, "numbers/train")
     assert _elements(other_key) == _elements(_numbers(3, scale=7))
@@ -48,6 +50,17 @@ def test_an_input_error_raises_and_leaves_no_entry(tmp_path):
     assert [path.name.split("-")[0] for path in tmp_path.iterdir()] == ["numbers"]
     assert all(".partial-" in path.name for path in tmp_path.iterdir())
     assert [int(i) for i in cached(tf.data.Dataset.range(10), tmp_path, {"split": "train"}, "numbers")] == list(range(10))
+
+
+def test_a_damaged_entry_is_refused_naming_what_to_delete(tmp_path):
+    dataset = tf.data.Dataset.range(30)
+    cached(dataset, tmp_path, {"split": "train"}, "numbers")
+    (entry,) = tmp_path.iterdir()
+    (part,) = entry.iterdir()
+    shutil.rmtree(part)
+    tf.data.Dataset.range(7).save(str(part))  # as if damaged: another count of examples
+    with pytest.raises(ValueError, match=f"holds 7 examples where numbers has 30: delete {entry}"):
+        cached(dataset, tmp_path, {"split": "train"}, "numbers")
 
 
 def test_no_cache_dir_or_an_unwritable_one_returns_the_dataset_itself(tmp_path):

@@ -35,6 +35,10 @@ def cached(dataset: tf.data.Dataset, cache_dir: str | Path | None, key: dict, na
     Returns:
         A dataset with the same elements in the same order. When `cache_dir` cannot be
         written, a warning says so and `dataset` itself is returned.
+
+    Raises:
+        ValueError: when a saved entry holds another number of examples than `dataset`
+            (a damaged entry), naming the directory to delete.
     """
     if cache_dir is None:
         return dataset
@@ -56,7 +60,13 @@ def cached(dataset: tf.data.Dataset, cache_dir: str | Path | None, key: dict, na
         except OSError:  # another run saved the same entry first
             shutil.rmtree(partial, ignore_errors=True)
     parts = [tf.data.Dataset.load(str(part), element_spec=dataset.element_spec) for part in sorted(entry.iterdir())]
-    return functools.reduce(tf.data.Dataset.concatenate, parts, dataset.take(0))
+    loaded = functools.reduce(tf.data.Dataset.concatenate, parts, dataset.take(0))
+    expected, found = int(dataset.cardinality()), int(loaded.cardinality())
+    if expected >= 0 and found >= 0 and expected != found:
+        raise ValueError(
+            f"The decoded-example cache {entry} holds {found} examples where {name} has {expected}: delete {entry} to rebuild it."
+        )
+    return loaded
 
 
 def _save_in_parts(dataset: tf.data.Dataset, directory: Path, part_bytes: int = 2**28) -> None:
