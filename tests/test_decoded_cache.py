@@ -1,6 +1,8 @@
 """The decoded-example cache: saved once, loaded after, keyed by what decides the examples, never half-written."""
 
+import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -50,6 +52,18 @@ def test_an_input_error_raises_and_leaves_no_entry(tmp_path):
     assert [path.name.split("-")[0] for path in tmp_path.iterdir()] == ["numbers"]
     assert all(".partial-" in path.name for path in tmp_path.iterdir())
     assert [int(i) for i in cached(tf.data.Dataset.range(10), tmp_path, {"split": "train"}, "numbers")] == list(range(10))
+
+
+def test_partial_saves_abandoned_an_hour_ago_are_deleted_and_running_ones_kept(tmp_path):
+    cached(tf.data.Dataset.range(3), tmp_path, {"split": "train"}, "numbers")  # to learn the entry's name
+    (entry,) = tmp_path.iterdir()
+    abandoned, running = tmp_path / f"{entry.name}.partial-old", tmp_path / f"{entry.name}.partial-new"
+    for partial in (abandoned, running):
+        partial.mkdir()
+    os.utime(abandoned, (time.time() - 7200, time.time() - 7200))
+    shutil.rmtree(entry)
+    assert [int(i) for i in cached(tf.data.Dataset.range(3), tmp_path, {"split": "train"}, "numbers")] == [0, 1, 2]
+    assert not abandoned.exists() and running.exists() and entry.exists()
 
 
 def test_a_damaged_entry_is_refused_naming_what_to_delete(tmp_path):

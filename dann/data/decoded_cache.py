@@ -12,6 +12,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def cached(dataset: tf.data.Dataset, cache_dir: str | Path | None, key: dict, na
         except OSError as error:
             warnings.warn(f"Not caching decoded examples: {error}. Set data.cache_dir to a writable directory, or to null.", stacklevel=2)
             return dataset
+        _remove_abandoned(root, entry.name)
         # Saved under a temporary name and renamed, so an interrupted or concurrent run never
         # leaves a half-written entry under the final name.
         _save_in_parts(dataset, partial)
@@ -84,6 +86,14 @@ def _save_in_parts(dataset: tf.data.Dataset, directory: Path, part_bytes: int = 
     for index, part in enumerate(dataset.batch(part_size)):
         # One shard per part keeps the examples' order.
         tf.data.Dataset.from_tensor_slices(part).save(str(directory / f"{index:06d}"), shard_func=lambda *element: tf.constant(0, tf.int64))
+
+
+def _remove_abandoned(root: Path, entry_name: str, older_than_s: float = 3600.0) -> None:
+    """Deletes partial saves of `entry_name` that no run has written to for `older_than_s` (interrupted runs'):
+    a running save adds a part every few seconds, which renews its directory's time."""
+    for partial in root.glob(f"{entry_name}.partial-*"):
+        if time.time() - partial.stat().st_mtime > older_than_s:
+            shutil.rmtree(partial, ignore_errors=True)
 
 
 def _slug(text: str) -> str:
