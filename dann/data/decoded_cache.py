@@ -56,7 +56,11 @@ def cached(dataset: tf.data.Dataset, cache_dir: str | Path | None, key: dict, na
         _remove_abandoned(root, entry.name)
         # Saved under a temporary name and renamed, so an interrupted or concurrent run never
         # leaves a half-written entry under the final name.
-        _save_in_parts(dataset, partial)
+        try:
+            _save_in_parts(dataset, partial)
+        except BaseException:  # an input error or Ctrl-C: nothing half-written stays behind
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
         try:
             partial.rename(entry)
         except OSError:  # another run saved the same entry first
