@@ -4,7 +4,11 @@
     python -m dann.benchmark trainer.steps_per_call=10 trainer.jit_compile=true
 
 Measures, on one process and device (warm-up excluded, median and spread of repeats):
-  compiled_images_per_s   the compiled step on batches already in memory
+  precision               the precision the run trains in (trainer.precision; `auto` chosen as
+                          dann.precision says, with why in precision_choice)
+  compiled_images_per_s   the compiled step on batches already in memory, in that precision
+  compiled_images_per_s_by_precision  the same step in float32 and in mixed_bfloat16
+  compiled_bfloat16_over_float32  mixed_bfloat16 / float32, the median of the rounds' ratios
   pipeline_images_per_s   the whole path: TFDS -> tf.data -> compiled step, as `fit` runs it
   naive_compiled_images_per_s  the step as a user would write it: one `tf.function` per update,
                           Keras' losses and defaults, float32 included (`naive_compiled_step`)
@@ -26,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -36,14 +39,16 @@ from typing import Callable
 import keras
 import numpy as np
 import tensorflow as tf
-from omegaconf import OmegaConf
 
-from dann.config import USER_ERRORS, build_algorithm, build_datasets, build_model, compose_config, run_precision, trainer_settings
+from dann.config import USER_ERRORS, build_algorithm, build_datasets, build_model, choose_run_precision, compose_config, trainer_settings
 from dann.data import training_batches
 from dann.layers import GradientReversal
 from dann.models import DANNModel
+from dann.precision import device_name, time_interleaved
 
 DEFAULT_EXPERIMENT = "+experiment=mnist_m_paper"
+# The step is also timed in these, beside the run's precision, to show what `auto` chose between.
+COMPARED_PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 def layer_flops(network: keras.Sequential, input_shape: tuple[int, ...]) -> int:
@@ -113,19 +118,8 @@ def matmul_ceiling(size: int = 2048, repeats: int = 5, dtype: tf.DType = tf.floa
     b = tf.random.normal((size, size), dtype=dtype)
     chain = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(tf.matmul(a, b), b)))
     chain(a, b).numpy()
-    seconds = _interleaved({"matmul": lambda: chain(a, b).numpy()}, repeats)["matmul"]
+    seconds = time_interleaved({"matmul": lambda: chain(a, b).numpy()}, repeats)["matmul"]
     return 2 * 2 * size**3 / statistics.median(seconds)
-
-
-def device_name() -> str:
-    """The GPU's name if TensorFlow sees one, else the CPU model and its logical core count."""
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
-    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor())
-    return f"{model}, {os.cpu_count()} logical cores"
 
 
 def benchmark(overrides: list[str], steps: int = 100, repeats: int = 5) -> dict:
@@ -134,10 +128,13 @@ def benchmark(overrides: list[str], steps: int = 100, repeats: int = 5) -> dict:
     settings = trainer_settings(cfg)
     keras.utils.set_random_seed(cfg.seed)
     datasets = build_datasets(cfg)
-    # The naive step's copy of the networks in Keras' default policy, float32; built first, as
-    # `build_model` leaves its policy set for the process.
-    naive_model = build_model(OmegaConf.merge(cfg, {"trainer": {"precision": "float32"}}), datasets)
-    algorithm = build_algorithm(cfg, build_model(cfg, datasets))
+    choice = choose_run_precision(cfg, datasets)
+    # dann's step in the run's precision, and in both float32 and bfloat16 beside it; the naive
+    # step on its own copy of the networks in Keras' default policy, float32.
+    policies = dict.fromkeys((*COMPARED_PRECISIONS, choice.policy))
+    algorithms = {policy: build_algorithm(cfg, build_model(cfg, datasets, policy)) for policy in policies}
+    algorithm = algorithms[choice.policy]
+    naive_model = build_model(cfg, datasets, "float32")
     images_per_step = 2 * settings.batch_size
     k = settings.steps_per_call
     calls_per_repeat = max(steps // k, 1)
@@ -146,10 +143,13 @@ def benchmark(overrides: list[str], steps: int = 100, repeats: int = 5) -> dict:
     (sx, sy), tx = next(calls)  # kept in memory for the compiled and eager runs
     step0 = tf.constant(0, tf.int64)
 
-    def compiled_run():
-        for _ in range(calls_per_repeat):
-            metrics = algorithm.update_steps(sx, sy, tx, step0)
-        float(metrics["loss"])
+    def compiled_run(algorithm):
+        def run():
+            for _ in range(calls_per_repeat):
+                metrics = algorithm.update_steps(sx, sy, tx, step0)
+            float(metrics["loss"])
+
+        return run
 
     waits: list[float] = []
 
@@ -177,16 +177,16 @@ def benchmark(overrides: list[str], steps: int = 100, repeats: int = 5) -> dict:
             algorithm.optimizer.apply_gradients(gradients_and_variables)
 
     images = calls_per_repeat * k * images_per_step
-    compiled_run()  # warm-up: tracing and the first pipeline epoch's start
-    pipeline_run()
-    waits.clear()
-    eager_run()
-    runs = {"compiled": compiled_run, "pipeline": pipeline_run, "eager": eager_run}
+    runs = {policy: compiled_run(each) for policy, each in algorithms.items()}
+    runs.update(pipeline=pipeline_run, eager=eager_run)
     if algorithm.model.domain_conditioning is None:  # the naive step is DANN's: its domain classifier reads the features
-        naive_compiled_run()
         runs["naive"] = naive_compiled_run
-    seconds = _interleaved(runs, repeats)
-    compiled = [images / s for s in seconds["compiled"]]
+    for run in runs.values():  # warm-up: tracing and the first pipeline epoch's start
+        run()
+    waits.clear()
+    seconds = time_interleaved(runs, repeats)
+    by_precision = {policy: [images / s for s in seconds[policy]] for policy in algorithms}
+    compiled = by_precision[choice.policy]
     naive = [images / s for s in seconds["naive"]] if "naive" in seconds else None
     pipeline_seconds = seconds["pipeline"]
     pipeline = [images / s for s in pipeline_seconds]
@@ -194,25 +194,29 @@ def benchmark(overrides: list[str], steps: int = 100, repeats: int = 5) -> dict:
     # Ratios per round: the two steps ran seconds apart, so a drift in the machine's speed
     # (other tenants, clock) cancels out of each ratio instead of landing on one side.
     over_naive = naive and [c / n for c, n in zip(compiled, naive)]
+    bfloat16_speedup = [b / f for b, f in zip(by_precision["mixed_bfloat16"], by_precision["float32"])]
     flops = training_flops_per_image(algorithm.model, datasets.input_shape)
-    precision = run_precision(cfg)
     ceiling = matmul_ceiling()
     ceiling_bf16 = matmul_ceiling(dtype=tf.bfloat16)
     compiled_median = statistics.median(compiled)
     return {
         "config": overrides,
-        "precision": precision,
+        "precision": choice.policy,
+        "precision_choice": choice.as_dict(),
         "batch_size": settings.batch_size,
         "steps_per_call": k,
         "jit_compile": bool(cfg.trainer.jit_compile),
         "repeats": repeats,
         "compiled_images_per_s": compiled_median,
         "compiled_images_per_s_spread": _spread(compiled),
+        "compiled_images_per_s_by_precision": {policy: statistics.median(values) for policy, values in by_precision.items()},
+        "compiled_bfloat16_over_float32": statistics.median(bfloat16_speedup),
+        "compiled_bfloat16_over_float32_spread": _spread(bfloat16_speedup),
         "pipeline_images_per_s": statistics.median(pipeline),
         "pipeline_images_per_s_spread": _spread(pipeline),
         "naive_compiled_images_per_s": naive and statistics.median(naive),
         "naive_compiled_images_per_s_spread": naive and _spread(naive),
-        "naive_compiled_precision": naive_model.feature_extractor.dtype_policy.name,
+        "naive_compiled_precision": naive_model.dtype_policy.name,
         "compiled_over_naive": over_naive and statistics.median(over_naive),
         "compiled_over_naive_spread": over_naive and _spread(over_naive),
         "eager_images_per_s": statistics.median(eager),
@@ -222,10 +226,11 @@ def benchmark(overrides: list[str], steps: int = 100, repeats: int = 5) -> dict:
         "achieved_flops_per_s": flops * compiled_median,
         "matmul_ceiling_flops_per_s": ceiling,
         "matmul_ceiling_bf16_flops_per_s": ceiling_bf16,
-        "fraction_of_ceiling": flops * compiled_median / (ceiling_bf16 if precision == "mixed_bfloat16" else ceiling),
+        "fraction_of_ceiling": flops * compiled_median / (ceiling_bf16 if choice.policy == "mixed_bfloat16" else ceiling),
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "default"),
         "device": device_name(),
         "tensorflow": tf.__version__,
     }
@@ -236,17 +241,6 @@ def with_default_experiment(overrides: list[str]) -> list[str]:
     if any(override.startswith("+experiment=") for override in overrides):
         return overrides
     return [DEFAULT_EXPERIMENT, *overrides]
-
-
-def _interleaved(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Seconds of each run, `repeats` rounds in which every run goes once, in turn."""
-    seconds: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            seconds[name].append(time.perf_counter() - start)
-    return seconds
 
 
 def _spread(values: list[float]) -> list[float]:
@@ -270,13 +264,20 @@ def main() -> None:
         figures = benchmark(overrides, args.steps, args.repeats)
     except USER_ERRORS as error:
         sys.exit(f"{type(error).__name__}: {error}")
-    print(f"device: {figures['device']}, TensorFlow {figures['tensorflow']}")
+    print(f"device: {figures['device']}, TensorFlow {figures['tensorflow']}, ONEDNN_MAX_CPU_ISA={figures['onednn_max_cpu_isa']}")
     print(
         f"config: {' '.join(overrides)}; batch {figures['batch_size']} + {figures['batch_size']}, "
         f"{figures['steps_per_call']} step(s) per call, jit_compile={figures['jit_compile']}; threads intra "
         f"{figures['intra_op_threads']} inter {figures['inter_op_threads']} (0: default), "
         f"TF_ENABLE_ONEDNN_OPTS={figures['onednn']}"
     )
+    choice = figures["precision_choice"]
+    print(f"precision: {figures['precision']} (trainer.precision={choice['requested']}: {choice['reason']})")
+    for policy, rate in figures["compiled_images_per_s_by_precision"].items():
+        print(f"{'compiled, ' + policy:<28} {rate:>12,.0f}")
+    low, high = figures["compiled_bfloat16_over_float32_spread"]
+    ratio = figures["compiled_bfloat16_over_float32"]
+    print(f"{'compiled bfloat16 / float32':<28} {ratio:>12.2f}x   (min {low:.2f}, max {high:.2f}, per round)")
     for key in ("compiled_images_per_s", "pipeline_images_per_s", "naive_compiled_images_per_s", "eager_images_per_s"):
         if figures[key] is None:
             print(f"{key:<28} {'not measured (a conditioned domain classifier)':>12}")

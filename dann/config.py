@@ -12,7 +12,7 @@ import typing
 from dataclasses import dataclass, field, fields, make_dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -25,10 +25,11 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from dann.algorithms import CDAN, DANN, DIRTT, VADA, Algorithm, SourceOnly, TargetOnly
 from dann.algorithms.base import FEATURE_PASSES
 from dann.data import DomainDatasets
-from dann.devices import PRECISIONS, STRATEGIES, resolve_precision
+from dann.devices import STRATEGIES
 from dann.gradient_checks import GradientCoverageError
 from dann.loop import NonFiniteLossError, TrainerSettings
 from dann.models import DANNModel, build_dann_model
+from dann.precision import PRECISIONS, PrecisionChoice, choose_precision, dtype_policy, probe_bfloat16_speedup
 from dann.selection import SELECT_OPTIONS
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -100,6 +101,7 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     seed: int = 0
+    cache_dir: Optional[str] = None
 
 
 # The classes behind `configs/algorithm/*.yaml`; each option file extends `/schema/algorithm/<name>`.
@@ -166,31 +168,53 @@ def build_datasets(cfg: DictConfig) -> DomainDatasets:
     return _instantiate(cfg.data)
 
 
-def run_precision(cfg: DictConfig) -> str:
-    """The Keras dtype policy `cfg` trains in: `trainer.precision`, `auto` resolved for the devices and `cfg.algorithm`."""
-    return resolve_precision(cfg.trainer.precision, get_class(cfg.algorithm._target_).BFLOAT16_SAFE)
-
-
-def build_model(cfg: DictConfig, datasets: DomainDatasets) -> DANNModel:
-    """The three networks of `cfg.model`, sized for `datasets`, composed, in `cfg.trainer.precision`."""
-    # Keras reads the policy when layers are created; it stays set for the process.
-    keras.config.set_dtype_policy(run_precision(cfg))
-    return build_dann_model(
-        feature_extractor=_instantiate(cfg.model.feature_extractor, name="feature_extractor"),
-        label_classifier=_instantiate(cfg.model.label_classifier, num_outputs=datasets.num_classes, name="label_classifier"),
-        domain_classifier=_instantiate(cfg.model.domain_classifier, num_outputs=1, name="domain_classifier"),
-        input_shape=datasets.input_shape,
-        domain_conditioning=get_class(cfg.algorithm._target_).domain_conditioning(**algorithm_hyperparameters(cfg)),
+def choose_run_precision(cfg: DictConfig, datasets: DomainDatasets) -> PrecisionChoice:
+    """The dtype policy `cfg` trains in, and why: `trainer.precision`, `auto` chosen for the devices, the
+    algorithm and, on a CPU with bfloat16 instructions, by timing `cfg.model` (`dann.precision`)."""
+    algorithm = get_class(cfg.algorithm._target_)
+    batch = 2 * cfg.trainer.batch_size  # a joint feature pass sees source and target
+    return choose_precision(
+        cfg.trainer.precision,
+        bfloat16_safe=algorithm.BFLOAT16_SAFE,
+        algorithm=algorithm.__name__,
+        probe=lambda: probe_bfloat16_speedup(
+            lambda policy: build_model(cfg, datasets, policy), datasets.input_shape, batch, cfg.trainer.jit_compile
+        ),
+        network={
+            "model": OmegaConf.to_container(cfg.model, resolve=True),
+            "input_shape": list(datasets.input_shape),
+            "num_classes": datasets.num_classes,
+            "batch": batch,
+            "jit_compile": cfg.trainer.jit_compile,
+        },
+        cache_dir=cfg.get("cache_dir"),
     )
 
 
-def build_optimizer(cfg: DictConfig) -> keras.optimizers.Optimizer:
-    """`cfg.optimizer` with its `lr` as the initial rate of `cfg.schedule.learning_rate`."""
+def build_model(cfg: DictConfig, datasets: DomainDatasets, precision: str | None = None) -> DANNModel:
+    """The three networks of `cfg.model`, sized for `datasets`, composed, in the Keras dtype policy `precision`.
+
+    `precision` `None`: the one `choose_run_precision` gives (which may time the network once).
+    """
+    if precision is None:
+        precision = choose_run_precision(cfg, datasets).policy
+    with dtype_policy(precision):
+        return build_dann_model(
+            feature_extractor=_instantiate(cfg.model.feature_extractor, name="feature_extractor"),
+            label_classifier=_instantiate(cfg.model.label_classifier, num_outputs=datasets.num_classes, name="label_classifier"),
+            domain_classifier=_instantiate(cfg.model.domain_classifier, num_outputs=1, name="domain_classifier"),
+            input_shape=datasets.input_shape,
+            domain_conditioning=get_class(cfg.algorithm._target_).domain_conditioning(**algorithm_hyperparameters(cfg)),
+        )
+
+
+def build_optimizer(cfg: DictConfig, precision: str = "float32") -> keras.optimizers.Optimizer:
+    """`cfg.optimizer` with its `lr` as the initial rate of `cfg.schedule.learning_rate`, for a model in `precision`."""
     settings = OmegaConf.to_container(cfg.optimizer, resolve=True)
     initial_rate = settings.pop("lr")
     schedule = _instantiate(cfg.schedule.learning_rate, initial_learning_rate=initial_rate, total_steps=cfg.trainer.steps)
     optimizer = _instantiate(settings, learning_rate=schedule)
-    if run_precision(cfg) == "mixed_float16":  # float16 gradients underflow without loss scaling
+    if precision == "mixed_float16":  # float16 gradients underflow without loss scaling
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
 
@@ -198,7 +222,7 @@ def build_optimizer(cfg: DictConfig) -> keras.optimizers.Optimizer:
 def build_algorithm(cfg: DictConfig, model: DANNModel, strategy: tf.distribute.Strategy | None = None) -> Algorithm:
     """The algorithm of `cfg.algorithm` training `model` (built in `strategy`'s scope, if given) as `cfg` describes."""
     with (strategy or tf.distribute.get_strategy()).scope():
-        optimizer = build_optimizer(cfg)
+        optimizer = build_optimizer(cfg, model.dtype_policy.name)
     return _instantiate(
         cfg.algorithm,
         model=model,

@@ -30,7 +30,7 @@ from dann.data import DomainDatasets  # noqa: E402
 from dann.data.domains import test_samples  # noqa: E402
 from dann.health.advice import linear_probe_accuracy  # noqa: E402
 from dann.models import COMPONENTS, DANNModel  # noqa: E402
-from dann.runs import EMBEDDING_FILE, HEALTH_FILE, LEARNING_CURVES_FILE, load_config, load_metrics, load_model  # noqa: E402
+from dann.runs import EMBEDDING_FILE, HEALTH_FILE, LEARNING_CURVES_FILE, load_config, load_metrics, load_model, load_results  # noqa: E402
 
 DOMAIN_COLOURS = {"source": "tab:blue", "target": "tab:red"}
 CURVE_LABELS = {
@@ -58,13 +58,15 @@ def plot_run(
     cfg = load_config(run_dir)
     if datasets is None:
         datasets = build_datasets(cfg)
+    after_model = load_model(run_dir)
     if before is None:
         keras.utils.set_random_seed(cfg.seed)  # as `dann.train` did before building the model
-        before_model, before_title = build_model(cfg, datasets), "before adaptation (initial network)"
+        before_model = build_model(cfg, datasets, load_results(run_dir)["precision"])
+        before_title = "before adaptation (initial network)"
     else:
         before_model, before_title = load_model(before), f"before adaptation ({Path(before).name})"
     paths = [plot_learning_curves(run_dir), plot_health(run_dir), run_dir / EMBEDDING_FILE]
-    plot_embeddings({before_title: before_model, "after adaptation": load_model(run_dir)}, datasets, paths[-1], max_examples, cfg.seed)
+    plot_embeddings({before_title: before_model, "after adaptation": after_model}, datasets, paths[-1], max_examples, cfg.seed)
     return paths
 
 

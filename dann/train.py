@@ -4,7 +4,8 @@ A finished run directory (`hydra.run.dir`) holds:
   config.yaml     the resolved config
   metrics.jsonl   one JSON line per logging or evaluation interval (and tensorboard/, the same
                   as TensorBoard events; checkpoints/, see `dann.loop`)
-  results.json    final accuracies (and the splits they are of), steps, train_seconds, seed, and domain separability
+  results.json    final accuracies (and the splits they are of), steps, train_seconds, seed, precision (and
+                  precision_choice: why, and what auto measured), and domain separability
                   (domain classifier accuracy, proxy A-distance of inputs and of features)
   model.keras     the trained `DANNModel`; load it with `dann.load_model(run_dir)`
   *.png           learning curves and feature embeddings (`dann.plot`), with the `plot` extra
@@ -38,12 +39,12 @@ from dann.config import (
     build_datasets,
     build_model,
     check_algorithm,
+    choose_run_precision,
     register_configs,
-    run_precision,
     trainer_settings,
     with_plain_choices,
 )
-from dann.devices import build_strategy, native_bfloat16
+from dann.devices import build_strategy
 from dann.loop import EXIT_PREEMPTED, Preempted, fit
 from dann.metrics import domain_metrics
 from dann.runs import (
@@ -80,17 +81,15 @@ def _train_locked(cfg: DictConfig, settings, run_dir: Path) -> dict:
         log.info("%s already holds this finished run; not training again. Results: %s", run_dir, previous)
         return previous
     strategy = build_strategy(cfg.trainer.strategy, cfg.trainer.cpu_devices)
-    precision = run_precision(cfg)
-    native = native_bfloat16()
-    # auto on native hardware chose float32: the algorithm is not BFLOAT16_SAFE.
-    kept = f"; {cfg.algorithm._target_} keeps float32" if cfg.trainer.precision == "auto" and native and precision == "float32" else ""
-    log.info("precision %s (trainer.precision=%s; native bfloat16: %s%s)", precision, cfg.trainer.precision, native or "no", kept)
     if cfg.trainer.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(cfg.seed)
     datasets = build_datasets(cfg)
+    precision = choose_run_precision(cfg, datasets)
+    log.info("precision %s (trainer.precision=%s: %s)", precision.policy, precision.requested, precision.reason)
+    keras.utils.set_random_seed(cfg.seed)  # again: a probe's networks drew from the generators
     with strategy.scope():
-        model = build_model(cfg, datasets)
+        model = build_model(cfg, datasets, precision.policy)
     algorithm = build_algorithm(cfg, model, strategy)
     datasets = algorithm.training_datasets(datasets)  # as fit sees them, for the domain metrics and plots
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -103,7 +102,8 @@ def _train_locked(cfg: DictConfig, settings, run_dir: Path) -> dict:
         raise
     model.save(run_dir / MODEL_FILE)
     results["seed"] = cfg.seed
-    results["precision"] = precision
+    results["precision"] = precision.policy
+    results["precision_choice"] = precision.as_dict()
     results.update(datasets.splits)  # which splits the accuracies are of
     results.update(domain_metrics(model, datasets, seed=cfg.seed, pad_classifiers=_pad_classifiers()))
     write_atomically(run_dir / RESULTS_FILE, json.dumps(results, indent=2) + "\n")  # last: it marks the run finished

@@ -8,7 +8,6 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras
 import pytest
 import tensorflow as tf
 
@@ -35,15 +34,8 @@ def _offline_mirror() -> Path | None:
 
 @pytest.fixture(autouse=True, scope="session")
 def decoded_cache_in_a_temporary_directory(tmp_path_factory):
-    """Configs cache prepared splits in $DANN_CACHE_DIR (`data.cache_dir`): the tests', not the user's."""
+    """Configs keep prepared splits and precision verdicts in $DANN_CACHE_DIR (`cache_dir`): the tests', not the user's."""
     os.environ["DANN_CACHE_DIR"] = str(tmp_path_factory.mktemp("decoded_cache"))
-
-
-@pytest.fixture(autouse=True)
-def float32_policy_between_tests():
-    """`build_model` sets Keras' dtype policy for the process: each test starts from Keras' default."""
-    yield
-    keras.config.set_dtype_policy("float32")
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from dann.gradient_checks import GradientCoverageError, gradient_flow, verify_gr
 from dann.layers import MultilinearMap
 from dann.loop import TrainerSettings, fit
 from dann.models import COMPONENTS
+from dann.precision import dtype_policy
 from dann.schedules import ConstantLambda
 from dann.train import train
 
@@ -324,8 +325,10 @@ def test_multilinear_map_is_the_outer_product_or_its_randomised_approximation():
 
 
 def _small_cnn(policy: str, weights=None) -> keras.Sequential:
-    keras.config.set_dtype_policy(policy)
-    model = keras.Sequential([keras.layers.Conv2D(8, 3, activation="relu"), keras.layers.Flatten(), keras.layers.Dense(5, dtype="float32")])
+    with dtype_policy(policy):
+        model = keras.Sequential(
+            [keras.layers.Conv2D(8, 3, activation="relu"), keras.layers.Flatten(), keras.layers.Dense(5, dtype="float32")]
+        )
     model.build((None, 12, 12, 3))
     if weights is not None:
         model.set_weights(weights)

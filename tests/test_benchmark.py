@@ -31,6 +31,12 @@ def test_benchmark_reports_every_figure_and_runs_the_naive_step_in_float32():
         assert figures[key] > 0, key
     # dann's step in the precision asked for; the user's naive step in Keras' default float32.
     assert figures["precision"] == "mixed_bfloat16" and figures["naive_compiled_precision"] == "float32"
+    # Beside it, the same step in both precisions auto chooses between, in one process.
+    by_precision = figures["compiled_images_per_s_by_precision"]
+    assert set(by_precision) == {"float32", "mixed_bfloat16"} and figures["compiled_images_per_s"] == by_precision["mixed_bfloat16"]
+    low, high = figures["compiled_bfloat16_over_float32_spread"]
+    assert 0 < low <= figures["compiled_bfloat16_over_float32"] <= high
+    assert figures["precision_choice"]["reason"] == "asked for"
     # The ratio is taken per round, so it lies within the rounds' ratios, not just near the medians' quotient.
     low, high = figures["compiled_over_naive_spread"]
     assert 0 < low <= figures["compiled_over_naive"] <= high

@@ -26,7 +26,10 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     results = json.loads((run_dir / "results.json").read_text())
     assert {"source_test_accuracy", "target_test_accuracy", "steps", "train_seconds", "seed"} <= set(results)
     assert results["steps"] == 20 and results["seed"] == 0
-    assert results["precision"] == "float32" and "precision float32 (trainer.precision=float32; native bfloat16:" in done.stdout
+    assert results["precision"] == "float32" and "precision float32 (trainer.precision=float32: asked for)" in done.stdout
+    assert results["precision_choice"] == {
+        "policy": "float32", "requested": "float32", "reason": "asked for", "bfloat16_speedup": None, "probe_seconds": None
+    }  # fmt: skip
     assert 0.0 <= results["target_test_accuracy"] <= 1.0
 
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

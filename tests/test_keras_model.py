@@ -59,17 +59,14 @@ def test_fit_with_keras_callbacks_trains_exactly_like_the_loop(tiny_moons_cfg, t
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])  # float16: a LossScaleOptimizer
 def test_fit_in_mixed_precision_trains_like_the_loop(precision):
     cfg = compose_config(["+experiment=moons", "data.num_train=64", "data.num_test=64", *TINY_OVERRIDES, f"trainer.precision={precision}"])
-    try:
-        looped, datasets = _algorithm(cfg)
-        fit(looped, datasets, TrainerSettings(steps=STEPS, batch_size=BATCH, log_every=10, eval_every=STEPS, progress=False))
-        algorithm, datasets = _algorithm(cfg)
-        model = DomainAdversarialModel(algorithm)
-        model.compile()
-        model.fit(training_batches(datasets, BATCH, seed=0), steps_per_epoch=STEPS, epochs=1, verbose=0)
-        for a, b in zip(looped.model.trainable_variables, algorithm.model.trainable_variables):
-            np.testing.assert_array_equal(a.numpy(), b.numpy())
-    finally:
-        keras.config.set_dtype_policy("float32")
+    looped, datasets = _algorithm(cfg)
+    fit(looped, datasets, TrainerSettings(steps=STEPS, batch_size=BATCH, log_every=10, eval_every=STEPS, progress=False))
+    algorithm, datasets = _algorithm(cfg)
+    model = DomainAdversarialModel(algorithm)
+    model.compile()
+    model.fit(training_batches(datasets, BATCH, seed=0), steps_per_epoch=STEPS, epochs=1, verbose=0)
+    for a, b in zip(looped.model.trainable_variables, algorithm.model.trainable_variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 def test_fit_on_two_replicas_trains_exactly_like_the_loop(tiny_moons_cfg):
