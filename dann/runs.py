@@ -106,9 +106,11 @@ def load_results(run_dir: str | Path) -> dict | None:
 
 def load_preprocessing(cfg: DictConfig) -> ImagePreprocessing | None:
     """The image preprocessing of a run's config (`load_config`), or `None` for data that needs none (vectors)."""
-    from hydra.utils import instantiate  # only here, so that `import dann` stays free of Hydra
-
-    return instantiate(cfg.data.preprocessing) if "preprocessing" in cfg.data else None
+    if "preprocessing" not in cfg.data:
+        return None
+    settings = OmegaConf.to_container(cfg.data.preprocessing, resolve=True)
+    settings.pop("_target_", None)  # always ImagePreprocessing: what the data builders take
+    return ImagePreprocessing(**settings)
 
 
 def evaluation_file(run_dir: str | Path, dataset: str, split: str) -> Path:

@@ -21,8 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dann.health.__main__ import health_report
 from dann.health.advice import CONSECUTIVE, RULES, streak_score
+from dann.health.report import health_report
 from dann.runs import RESULTS_FILE, load_metrics
 
 SHORT = ["trainer.steps=3000", "trainer.eval_every=500"]  # MNIST-M: evaluations every 1/6 of a shorter run

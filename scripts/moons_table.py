@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from dann.config import CONFIG_DIR, compose_config
-from dann.train import train
+from dann.experiment import train
 
 ALGORITHMS = ("source_only", "dann", "cdan", "cdan_e", "vada", "dirt_t", "target_only")
 

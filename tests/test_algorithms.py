@@ -19,13 +19,13 @@ from dann.algorithms import CDAN, DANN, DIRTT, VADA, SourceOnly
 from dann.algorithms.dann import classification_terms, domain_terms
 from dann.config import CONFIG_DIR, build_algorithm, build_datasets, build_model, check_algorithm, compose_config
 from dann.data import training_batches
+from dann.experiment import train
 from dann.gradient_checks import GradientCoverageError, gradient_flow, verify_gradients
 from dann.layers import MultilinearMap
 from dann.loop import TrainerSettings, fit
 from dann.models import COMPONENTS
 from dann.precision import dtype_policy
 from dann.schedules import ConstantLambda
-from dann.train import train
 
 ALGORITHMS = sorted(path.stem for path in (CONFIG_DIR / "algorithm").glob("*.yaml"))
 ADVERSARIAL = [name for name in ALGORITHMS if name not in ("source_only", "target_only")]

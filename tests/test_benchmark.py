@@ -1,5 +1,5 @@
-from dann.benchmark import benchmark, training_flops_per_image
 from dann.models import build_dann_model, classifier_head, conv_stack
+from dann.speed import benchmark, training_flops_per_image
 
 
 def test_flops_of_the_paper_model_match_a_hand_count():

@@ -170,16 +170,6 @@ def test_mnist_m_experiment_on_small_subsets_then_evaluate_on_original(small_mni
     assert all((run_dir / name).exists() for name in ("learning_curves.png", "health.png", "embedding.png"))
 
 
-def test_commands_import_the_library_never_another_command(tmp_path):
-    commands = ["dann.train", "dann.evaluate", "dann.diagnose", "dann.plot", "dann.export", "dann.benchmark"]
-    for command in commands:
-        others = [other for other in commands if other != command]
-        code = f"import sys, {command}; print([m for m in {others!r} if m in sys.modules])"
-        done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr[-2000:]
-        assert done.stdout.strip() == "[]", (command, done.stdout)
-
-
 def test_time_to_accuracy_times_each_evaluation(tmp_path):
     script = REPO / "scripts" / "time_to_accuracy.py"
     command = [

@@ -7,10 +7,10 @@ from omegaconf import OmegaConf
 
 import dann
 from dann.algorithms import SourceOnly
-from dann.benchmark import with_default_experiment
 from dann.config import CONFIG_DIR, build_algorithm, build_datasets, build_model, build_optimizer, compose_config
 from dann.loop import TrainerSettings
 from dann.schedules import AnnealedLearningRate, ConstantLambda, SigmoidRamp
+from dann.speed import with_default_experiment
 
 EXPERIMENTS = sorted(path.stem for path in (CONFIG_DIR / "experiment").glob("*.yaml"))
 
@@ -94,7 +94,7 @@ def test_mixed_bfloat16_training_runs(tmp_path):
     import numpy as np
     from tests_support import TINY_OVERRIDES
 
-    from dann.train import train
+    from dann.experiment import train
 
     results = train(compose_config(["+experiment=moons", "trainer.precision=mixed_bfloat16", *TINY_OVERRIDES]), tmp_path)
     assert np.isfinite(results["target_test_accuracy"])

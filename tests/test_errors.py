@@ -13,7 +13,7 @@ from tests_support import TINY_OVERRIDES, run_module
 import dann
 from dann.config import compose_config
 from dann.data import MissingDataError, dataset_builder
-from dann.train import failure_message, train
+from dann.experiment import failure_message, train
 
 MOONS = ["+experiment=moons", "data.num_train=64", "data.num_test=64", *TINY_OVERRIDES]
 
@@ -109,9 +109,9 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(tmp_path, e
     configs = Path(dann.__file__).parents[1] / "configs"
     overrides = [*MOONS, "trainer.eval_batch_size=100000000", f"hydra.run.dir={tmp_path / 'run'}"]
     code = (
-        "import errno, sys; import tensorflow as tf; import dann.train\n"
+        "import errno, sys; import tensorflow as tf; import dann.experiment, dann.train\n"
         f"def failing_fit(*args): raise {error}\n"
-        "dann.train.fit = failing_fit\n"
+        "dann.experiment.fit = failing_fit\n"
         f"sys.argv = ['dann.train', '--config-path', {str(configs)!r}, *{overrides!r}]\n"
         "dann.train.main()\n"
     )

@@ -11,10 +11,10 @@ import pytest
 
 import dann.loop
 from dann.config import build_algorithm, build_datasets, build_model, trainer_settings
+from dann.experiment import train
 from dann.health import HealthMonitor, prediction_health
 from dann.health.advice import RULES, Finding, Rule, RunContext, streak_score
 from dann.loop import fit
-from dann.train import train
 
 
 def test_balanced_confident_predictions():

@@ -11,7 +11,7 @@ from tests_support import TINY_OVERRIDES, run_module
 
 from dann.config import compose_config
 from dann.data import CorruptDataError, ImagePreprocessing, MissingDataError, image_folder_domains
-from dann.train import train
+from dann.experiment import train
 
 SMALL = ImagePreprocessing(image_size=(28, 28))
 

@@ -5,7 +5,7 @@ import pytest
 
 from dann.config import compose_config
 from dann.data.moons import moons_domains, rotate
-from dann.train import train
+from dann.experiment import train
 
 
 def test_moons_are_deterministic_and_rotated():

@@ -18,10 +18,10 @@ from omegaconf import OmegaConf
 from tests_support import TINY_OVERRIDES
 
 from dann.config import build_algorithm, build_datasets, build_model, compose_config, trainer_settings
+from dann.experiment import train, write_plots
 from dann.loop import EXIT_PREEMPTED, NonFiniteLossError, Preempted, fit
 from dann.models import COMPONENTS
 from dann.runs import RunDirectoryError, run_lock
-from dann.train import _write_plots, train
 
 CHECKPOINTED = ["trainer.checkpoint_every=10", "trainer.deterministic=true"]
 
@@ -47,13 +47,13 @@ def _metrics(run_dir):
 def test_interrupted_run_resumes_to_the_same_metrics(tmp_path, monkeypatch, algorithm, stop, raised):
     cfg = _cfg("trainer.steps=40", "trainer.eval_every=20", *algorithm.split())
     whole = train(cfg, tmp_path / "whole")
-    monkeypatch.setattr("dann.train.fit", _fit_signalled_in_call(2, stop))  # during steps 10-19
+    monkeypatch.setattr("dann.experiment.fit", _fit_signalled_in_call(2, stop))  # during steps 10-19
     run_dir = tmp_path / "interrupted"
     with pytest.raises(raised):
         train(cfg, run_dir)
     assert tf.train.latest_checkpoint(run_dir / "checkpoints").endswith("ckpt-20")
     assert not (run_dir / "results.json").exists()
-    monkeypatch.setattr("dann.train.fit", fit)
+    monkeypatch.setattr("dann.experiment.fit", fit)
 
     resumed = train(cfg, run_dir)
     assert resumed["resumed_from_step"] == 20
@@ -87,12 +87,12 @@ def test_a_damaged_latest_checkpoint_is_skipped_for_the_one_before(tmp_path, mon
     cfg = _cfg("trainer.steps=40", "trainer.eval_every=20")
     whole = train(cfg, tmp_path / "whole")
     run_dir = tmp_path / "damaged"
-    monkeypatch.setattr("dann.train.fit", _fit_signalled_in_call(3, signal.SIGINT))  # checkpoints at 10, 20, 30
+    monkeypatch.setattr("dann.experiment.fit", _fit_signalled_in_call(3, signal.SIGINT))  # checkpoints at 10, 20, 30
     with pytest.raises(KeyboardInterrupt):
         train(cfg, run_dir)
     (latest_data,) = (run_dir / "checkpoints").glob("ckpt-30.data-*")
     _truncate(latest_data)
-    monkeypatch.setattr("dann.train.fit", fit)
+    monkeypatch.setattr("dann.experiment.fit", fit)
     resumed = train(cfg, run_dir)
     assert "ckpt-30 does not load" in caplog.text
     assert resumed["resumed_from_step"] == 20
@@ -102,13 +102,13 @@ def test_a_damaged_latest_checkpoint_is_skipped_for_the_one_before(tmp_path, mon
 
 def test_when_no_checkpoint_loads_the_run_directory_is_left_as_it_is(tmp_path, monkeypatch):
     cfg = _cfg("trainer.steps=40", "trainer.keep_checkpoints=2")
-    monkeypatch.setattr("dann.train.fit", _fit_signalled_in_call(3, signal.SIGINT))
+    monkeypatch.setattr("dann.experiment.fit", _fit_signalled_in_call(3, signal.SIGINT))
     with pytest.raises(KeyboardInterrupt):
         train(cfg, tmp_path)
     for data in (tmp_path / "checkpoints").glob("ckpt-*.data-*"):
         _truncate(data)
     before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
-    monkeypatch.setattr("dann.train.fit", fit)
+    monkeypatch.setattr("dann.experiment.fit", fit)
     with pytest.raises(RunDirectoryError, match=r"no checkpoint in .*checkpoints loads .*ckpt-20, .*ckpt-30.*left as it is"):
         train(cfg, tmp_path)
     assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
@@ -128,7 +128,7 @@ def test_a_run_directory_is_trained_by_one_process_at_a_time(tmp_path, caplog):
 def test_finished_run_is_not_trained_again(tmp_path, monkeypatch):
     cfg = _cfg()
     first = train(cfg, tmp_path)
-    monkeypatch.setattr("dann.train.fit", lambda *args: pytest.fail("trained again"))
+    monkeypatch.setattr("dann.experiment.fit", lambda *args: pytest.fail("trained again"))
     assert train(_cfg("trainer.progress=false"), tmp_path) == first
 
 
@@ -152,11 +152,11 @@ def test_a_broken_import_in_the_figures_is_not_taken_for_a_missing_extra(tmp_pat
     monkeypatch.delitem(sys.modules, "dann.figures", raising=False)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # the plot extra is not installed
     caplog.set_level(logging.INFO)
-    _write_plots(tmp_path, datasets=None)
+    write_plots(tmp_path, datasets=None)
     assert "install the plot extra" in caplog.text
     monkeypatch.setitem(sys.modules, "dann.figures", None)  # dann's own module fails to import
     with pytest.raises(ModuleNotFoundError, match="dann.figures"):
-        _write_plots(tmp_path, datasets=None)
+        write_plots(tmp_path, datasets=None)
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
@@ -310,12 +310,12 @@ def test_a_metrics_line_cut_short_is_left_out_on_resume(tmp_path, monkeypatch):
     cfg = _cfg("trainer.steps=40", "trainer.eval_every=20")
     whole = train(cfg, tmp_path / "whole")
     run_dir = tmp_path / "cut"
-    monkeypatch.setattr("dann.train.fit", _fit_signalled_in_call(2, signal.SIGINT))
+    monkeypatch.setattr("dann.experiment.fit", _fit_signalled_in_call(2, signal.SIGINT))
     with pytest.raises(KeyboardInterrupt):
         train(cfg, run_dir)
     with open(run_dir / "metrics.jsonl", "a") as stream:
         stream.write('{"step": 30, "label_lo')  # as a full disk leaves it
-    monkeypatch.setattr("dann.train.fit", fit)
+    monkeypatch.setattr("dann.experiment.fit", fit)
     train(cfg, run_dir)
     assert _metrics(run_dir) == _metrics(tmp_path / "whole") and whole["steps"] == 40
 

@@ -10,11 +10,11 @@ from tests_support import TINY_OVERRIDES
 
 from dann.config import compose_config
 from dann.data import moons_domains
+from dann.experiment import train
 from dann.health import prediction_health
 from dann.health.predictions import soft_neighborhood_density
 from dann.models import build_dann_model, classifier_head, dense_stack
 from dann.selection import CRITERIA, _sigmoid, density_ratio, dev_risk, improves, label_free_features, reverse_validation_accuracy
-from dann.train import train
 
 
 def test_density_ratio_is_one_without_shift_and_follows_the_target_with_it():

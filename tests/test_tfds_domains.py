@@ -11,7 +11,7 @@ from tests_support import SMALL_SPLIT, TINY_OVERRIDES, write_original_mnist_m
 from dann.config import compose_config
 from dann.data import ImagePreprocessing, MissingDataError, RandomInversion, tfds_domains, training_batches
 from dann.data.tfds_domains import check_disjoint, check_same_label_space, choose_split
-from dann.train import train
+from dann.experiment import train
 
 
 def test_preprocessing_converts_channels_resizes_and_normalises():
