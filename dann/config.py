@@ -7,6 +7,7 @@ are Hydra `_target_` nodes; see `configs/`.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 from dataclasses import dataclass, field, fields, make_dataclass
@@ -172,14 +173,17 @@ def choose_run_precision(cfg: DictConfig, datasets: DomainDatasets) -> Precision
     """The dtype policy `cfg` trains in, and why: `trainer.precision`, `auto` chosen for the devices, the
     algorithm and, on a CPU with bfloat16 instructions, by timing `cfg.model` (`dann.precision`)."""
     algorithm = get_class(cfg.algorithm._target_)
-    batch = 2 * cfg.trainer.batch_size  # a joint feature pass sees source and target
+    # What one feature pass of one replica sees: source and target together, or one domain each.
+    batch = (2 if cfg.trainer.feature_pass == "joint" else 1) * cfg.trainer.batch_size
+    batch //= cfg.trainer.cpu_devices if cfg.trainer.strategy == "mirrored" else 1
+    probe = functools.partial(
+        probe_bfloat16_speedup, functools.partial(build_model, cfg, datasets), datasets.input_shape, batch, cfg.trainer.jit_compile
+    )
     return choose_precision(
         cfg.trainer.precision,
         bfloat16_safe=algorithm.BFLOAT16_SAFE,
         algorithm=algorithm.__name__,
-        probe=lambda: probe_bfloat16_speedup(
-            lambda policy: build_model(cfg, datasets, policy), datasets.input_shape, batch, cfg.trainer.jit_compile
-        ),
+        probe=None if cfg.trainer.strategy == "multi_worker" else probe,
         network={
             "model": OmegaConf.to_container(cfg.model, resolve=True),
             "input_shape": list(datasets.input_shape),

@@ -15,7 +15,15 @@ import keras
 import tensorflow as tf
 from omegaconf import DictConfig
 
-from dann.config import build_algorithm, build_datasets, build_model, check_algorithm, register_configs, with_plain_choices
+from dann.config import (
+    build_algorithm,
+    build_datasets,
+    build_model,
+    check_algorithm,
+    choose_run_precision,
+    register_configs,
+    with_plain_choices,
+)
 from dann.data import training_batches
 from dann.gradient_checks import coverage_of_update, gradient_flow
 
@@ -28,7 +36,10 @@ def main(cfg: DictConfig) -> None:
     keras.utils.set_random_seed(cfg.seed)
     check_algorithm(cfg)
     datasets = build_datasets(cfg)
-    algorithm = build_algorithm(cfg, build_model(cfg, datasets))
+    precision = choose_run_precision(cfg, datasets)
+    print(f"precision {precision.policy} (trainer.precision={precision.requested}: {precision.reason})\n")
+    keras.utils.set_random_seed(cfg.seed)  # again, as dann.train does: a probe's networks drew from the generators
+    algorithm = build_algorithm(cfg, build_model(cfg, datasets, precision.policy))
     datasets = algorithm.training_datasets(datasets)
     (source_x, source_y), target_x = next(iter(training_batches(datasets, cfg.trainer.batch_size, cfg.seed)))
     _, gradients_and_variables = algorithm.compute_gradients(source_x, source_y, target_x, tf.constant(0, tf.int64))

@@ -2,6 +2,7 @@
 
 A finished run directory (see `dann.runs`) holds:
   config.yaml     the resolved config
+  precision.json  the precision it trains in and why; a resumed run keeps it
   metrics.jsonl   one JSON line per logging or evaluation interval (and tensorboard/, the same
                   as TensorBoard events; checkpoints/, see `dann.loop`)
   results.json    final accuracies (and the splits they are of), steps, train_seconds, seed, precision (and
@@ -42,10 +43,12 @@ from dann.config import (
 from dann.devices import build_strategy
 from dann.loop import Preempted, fit
 from dann.metrics import domain_metrics
+from dann.precision import PrecisionChoice
 from dann.runs import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
     MODEL_FILE,
+    PRECISION_FILE,
     RESULTS_FILE,
     check_run_directory,
     remove_run_files,
@@ -78,7 +81,7 @@ def _train_locked(cfg: DictConfig, settings, run_dir: Path) -> dict:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(cfg.seed)
     datasets = build_datasets(cfg)
-    precision = choose_run_precision(cfg, datasets)
+    precision = _run_precision(cfg, datasets, run_dir)
     log.info("precision %s (trainer.precision=%s: %s)", precision.policy, precision.requested, precision.reason)
     keras.utils.set_random_seed(cfg.seed)  # again: a probe's networks drew from the generators
     with strategy.scope():
@@ -87,6 +90,7 @@ def _train_locked(cfg: DictConfig, settings, run_dir: Path) -> dict:
     datasets = algorithm.training_datasets(datasets)  # as fit sees them, for the domain metrics and plots
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    write_atomically(run_dir / PRECISION_FILE, json.dumps(precision.as_dict(), indent=2) + "\n")
     try:
         results = fit(algorithm, datasets, settings, run_dir)
     except BaseException:
@@ -104,6 +108,14 @@ def _train_locked(cfg: DictConfig, settings, run_dir: Path) -> dict:
     if cfg.trainer.plots:
         write_plots(run_dir, datasets)
     return results
+
+
+def _run_precision(cfg: DictConfig, datasets, run_dir: Path) -> PrecisionChoice:
+    """The precision a run started in, when it resumes (`auto` could measure otherwise now); else chosen now."""
+    kept = run_dir / PRECISION_FILE
+    if kept.exists() and (run_dir / CHECKPOINT_DIR / "checkpoint").exists():
+        return PrecisionChoice(**json.loads(kept.read_text()))
+    return choose_run_precision(cfg, datasets)
 
 
 def _pad_classifiers() -> tuple[str, ...]:

@@ -30,7 +30,7 @@ from dann.data import DomainDatasets  # noqa: E402
 from dann.data.domains import test_samples  # noqa: E402
 from dann.health.advice import linear_probe_accuracy  # noqa: E402
 from dann.models import COMPONENTS, DANNModel  # noqa: E402
-from dann.runs import EMBEDDING_FILE, HEALTH_FILE, LEARNING_CURVES_FILE, load_config, load_metrics, load_model, load_results  # noqa: E402
+from dann.runs import EMBEDDING_FILE, HEALTH_FILE, LEARNING_CURVES_FILE, load_config, load_metrics, load_model  # noqa: E402
 
 DOMAIN_COLOURS = {"source": "tab:blue", "target": "tab:red"}
 CURVE_LABELS = {
@@ -61,7 +61,7 @@ def plot_run(
     after_model = load_model(run_dir)
     if before is None:
         keras.utils.set_random_seed(cfg.seed)  # as `dann.train` did before building the model
-        before_model = build_model(cfg, datasets, load_results(run_dir)["precision"])
+        before_model = build_model(cfg, datasets, after_model.dtype_policy.name)
         before_title = "before adaptation (initial network)"
     else:
         before_model, before_title = load_model(before), f"before adaptation ({Path(before).name})"

@@ -4,7 +4,8 @@ With a run directory, `fit` keeps there:
   checkpoints/      `tf.train.CheckpointManager` checkpoints: model, optimizer, step, the
                     input pipeline's position, and the model-selection state; `fit`
                     resumes from the latest one
-  metrics.jsonl     one JSON line per logging or evaluation interval
+  metrics.jsonl     one JSON line per logging or evaluation interval, each with its wall time
+                    (`elapsed_seconds` since the process started; evaluations also `eval_seconds`)
   tensorboard/      the same figures as TensorBoard scalars
   selected.weights.h5  the weights that `select` prefers so far (not with `select="last"`)
 """
@@ -145,8 +146,9 @@ def fit(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerSetting
     Returns:
         `source_test_accuracy`, `target_test_accuracy` (of the selected model; `None` for an
         unlabelled target), `steps`,
-        `selected_step`, `resumed_from_step`, `train_seconds` (this process), and
-        `input_wait_fraction`: the share of training time (evaluation excluded) spent
+        `selected_step`, `resumed_from_step`, `train_seconds` (this process's training,
+        evaluations excluded), `eval_seconds` (its evaluations), and
+        `input_wait_fraction`: the share of training time spent
         waiting for the next batch, i.e. how far the input pipeline falls behind the step,
         and `health`: the warnings of `dann.health` (each also logged once, when raised).
     """
@@ -193,15 +195,16 @@ def fit(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerSetting
                 record = _mean(window)
                 window.clear()
                 _check_finite(record, done, run.latest_step(), health)
-                run.write(done, record)
+                run.write(done, {**record, "elapsed_seconds": process_seconds()})
                 progress.update(done, [(key, record[key]) for key in ("loss", "label_loss", "domain_loss")])
                 log.info("step %d/%d  %s", done, settings.steps, _format(record))
             if is_due(done, settings.eval_every, settings.steps):
                 before_evaluation = time.perf_counter()
                 accuracies = _evaluate(algorithm, datasets, settings)
                 run.consider(done, accuracies)
-                evaluating += time.perf_counter() - before_evaluation
-                run.write(done, accuracies)
+                this_evaluation = time.perf_counter() - before_evaluation
+                evaluating += this_evaluation
+                run.write(done, {**accuracies, "eval_seconds": this_evaluation, "elapsed_seconds": process_seconds()})
                 log.info("step %d/%d  %s", done, settings.steps, _format(accuracies))
             if is_due(done, settings.checkpoint_every, settings.steps):
                 last_call = {key: float(value) for key, value in metrics.items()}
@@ -211,21 +214,42 @@ def fit(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerSetting
                 if run.latest_step() != done:
                     run.save(done)
                 stop.stop(done, run_dir)
-    train_seconds = time.perf_counter() - start
+    train_seconds = time.perf_counter() - start - evaluating
     algorithm.finish()
     if settings.select != "last":
         run.load_selected()
     if settings.select != "last" or not accuracies:  # not accuracies: resumed from the final checkpoint
+        before_evaluation = time.perf_counter()
         accuracies = _evaluate(algorithm, datasets, settings)
+        evaluating += time.perf_counter() - before_evaluation
     return {
         **{key: accuracies.get(key) for key in ("source_test_accuracy", "target_test_accuracy")},  # target: None when unlabelled
         "steps": settings.steps,
         "selected_step": run.selected_step(),
         "resumed_from_step": first,
         "train_seconds": train_seconds,
-        "input_wait_fraction": waiting / max(train_seconds - evaluating, 1e-9),
+        "eval_seconds": evaluating,
+        "input_wait_fraction": waiting / max(train_seconds, 1e-9),
         "health": [warning.as_dict() for warning in health.warnings],
     }
+
+
+def process_seconds() -> float:
+    """Wall seconds since this process started: the `elapsed_seconds` of each `metrics.jsonl` record.
+
+    Read from Linux's /proc, so a command's figure includes its start-up (imports, data);
+    elsewhere, seconds since `dann.loop` was imported.
+    """
+    try:
+        since_boot = float(Path("/proc/uptime").read_text().split()[0])
+        # Field 22 of /proc/self/stat, after the parenthesised command name: start time in clock ticks since boot.
+        started = int(Path("/proc/self/stat").read_text().rpartition(")")[2].split()[19]) / os.sysconf("SC_CLK_TCK")
+        return since_boot - started
+    except (OSError, ValueError, IndexError):
+        return time.monotonic() - _IMPORTED
+
+
+_IMPORTED = time.monotonic()
 
 
 def is_due(done: int, every: int, steps: int) -> bool:

@@ -7,13 +7,15 @@
    (no probe: not measured on a GPU).
 3. A CPU without bfloat16 instructions (no `avx512_bf16` or `amx_bf16` flag, or no /proc/cpuinfo):
    `float32`. oneDNN emulates bfloat16 there; a probe would spend seconds to confirm it.
-4. A CPU with them: a probe (`probe_bfloat16_speedup`) times the run's own network, forward and
-   backward, compiled, on a batch of the run's size, in `float32` and `mixed_bfloat16` in
+4. A CPU with them: a probe (`probe_bfloat16_speedup`) times the run's own feature extractor and
+   label classifier (the costly part of an update), forward and backward, compiled, on a batch of
+   the size one feature pass of one replica sees, in `float32` and `mixed_bfloat16` in
    alternation, and takes `mixed_bfloat16` only when it is at least `MIN_BFLOAT16_SPEEDUP` times
    faster. The flags cannot decide alone: oneDNN's bfloat16 convolutions are fast with AMX and
    can be slower than float32 without it. The verdict is kept under the cache directory per
    machine, TensorFlow version and network (`verdict_key`), so a network's first run on a
-   machine pays for the probe (a few seconds) and later runs start at once.
+   machine pays for the probe (a few seconds) and later runs start at once. The workers of a
+   multi-worker run do not probe (each would measure apart): float32 unless asked for.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ def choose_precision(
         algorithm: its name, for the reason.
         probe: measures the bfloat16 speedup of the run's network (`probe_bfloat16_speedup`);
             called only for `auto` on a CPU with bfloat16 instructions and no kept verdict.
-            `None`: such a CPU trains in bfloat16 unmeasured.
+            `None`: such a CPU trains in float32, unmeasured.
         network: what identifies the network and batch the probe measures (part of the verdict's key).
         cache_dir: where verdicts are kept; `None` measures in every run.
     """
@@ -119,8 +121,12 @@ def choose_precision(
         return PrecisionChoice("float32", requested, f"{algorithm} loses accuracy in bfloat16")
     if native is None:
         return PrecisionChoice("float32", requested, "no native bfloat16 on these devices")
-    if tf.config.list_physical_devices("GPU") or probe is None:
+    if tf.config.list_physical_devices("GPU"):
         return PrecisionChoice("mixed_bfloat16", requested, f"native bfloat16 ({native}), not measured")
+    if probe is None:
+        return PrecisionChoice(
+            "float32", requested, f"{native}, but bfloat16's speed not measured (trainer.precision=mixed_bfloat16 asks for it)"
+        )
     key = verdict_key(network or {})
     speedup = read_verdict(cache_dir, key)
     if speedup is not None:
@@ -222,7 +228,8 @@ def device_name() -> str:
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
-    return f"{_cpuinfo_field('model name') or platform.processor()}, {os.cpu_count()} logical cores"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()  # taskset and cgroups too
+    return f"{_cpuinfo_field('model name') or platform.processor()}, {cores} logical cores"
 
 
 def verdict_key(network: dict) -> dict:

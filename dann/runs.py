@@ -1,7 +1,10 @@
 """A run directory: the files `dann.train` and the loop write there, and how they are read back.
 
     config.yaml           the resolved config (`load_config`)
-    metrics.jsonl         one JSON line per logging or evaluation interval, keyed by `step` (`load_metrics`)
+    precision.json        the precision the run trains in, and why (`dann.precision.PrecisionChoice`): kept, so
+                          that a resumed run trains on in it
+    metrics.jsonl         one JSON line per logging or evaluation interval, keyed by `step` (`load_metrics`),
+                          with its wall time (`WALL_CLOCK_KEYS`)
     tensorboard/          the same figures as TensorBoard events
     checkpoints/          `tf.train.CheckpointManager` checkpoints (`dann.loop`)
     selected.weights.h5   the weights `trainer.select` prefers so far
@@ -34,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 from dann.data import ImagePreprocessing
 
 CONFIG_FILE = "config.yaml"
+PRECISION_FILE = "precision.json"
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 CHECKPOINT_DIR = "checkpoints"
@@ -45,13 +49,16 @@ HEALTH_FILE = "health.png"
 EMBEDDING_FILE = "embedding.png"
 EXPORT_DIR = "export"
 RUN_FILES = (
-    CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR, CHECKPOINT_DIR, SELECTED_WEIGHTS_FILE, MODEL_FILE, RESULTS_FILE,
+    CONFIG_FILE, PRECISION_FILE, METRICS_FILE, TENSORBOARD_DIR, CHECKPOINT_DIR, SELECTED_WEIGHTS_FILE, MODEL_FILE, RESULTS_FILE,
     LEARNING_CURVES_FILE, HEALTH_FILE, EMBEDDING_FILE, EXPORT_DIR,
 )  # fmt: skip
 EVALUATION_FILES = "eval_*.json"
 LOCK_FILE = "run.lock"
+# The wall-clock figures of metrics.jsonl: the only part of it that differs between two deterministic runs of a config.
+WALL_CLOCK_KEYS = ("elapsed_seconds", "eval_seconds")
 # Settings that do not change what is computed: a run may resume with other values.
 NOT_COMPARED = ("progress", "overwrite", "plots", "eval_batch_size", "steps_per_call")
+NOT_COMPARED_ELSEWHERE = ("cache_dir", "data.cache_dir")  # where dann keeps what it can compute again
 
 
 log = logging.getLogger(__name__)
@@ -201,6 +208,12 @@ def _comparable(cfg: DictConfig) -> dict:
     config = OmegaConf.to_container(cfg, resolve=True)
     for key in NOT_COMPARED:
         config.get("trainer", {}).pop(key, None)
+    for key in NOT_COMPARED_ELSEWHERE:
+        *parents, name = key.split(".")
+        node = config
+        for parent in parents:
+            node = node.get(parent) or {}
+        node.pop(name, None)
     return config
 
 

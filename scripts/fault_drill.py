@@ -12,7 +12,7 @@ then again in another directory through the faults, each followed by the same co
   - the latest checkpoint's data file truncated: resumed from the one before it;
   - a full disk (the run directory on a small tmpfs that fills, then grows; needs root on
     Linux, otherwise reported as skipped).
-It prints one line per fault, then whether the final metrics.jsonl and results equal the
+It prints one line per fault, then whether the final metrics.jsonl (its wall-clock figures aside) and results equal the
 uninterrupted run's. Exits with status 1 when a fault is not survived, a kill loses more than
 one checkpoint interval, or the final metrics differ.
 """
@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from dann.loop import EXIT_PREEMPTED
-from dann.runs import CHECKPOINT_DIR, LOCK_FILE, METRICS_FILE, RESULTS_FILE
+from dann.runs import CHECKPOINT_DIR, LOCK_FILE, METRICS_FILE, RESULTS_FILE, WALL_CLOCK_KEYS, load_metrics
 
 STEPS, CHECKPOINT_EVERY = 4000, 200
 OVERRIDES = [
@@ -47,8 +47,13 @@ OVERRIDES = [
     "trainer.progress=false",
 ]
 # Results that measure this process rather than what was computed.
-TIMINGS = ("train_seconds", "input_wait_fraction", "resumed_from_step")
+TIMINGS = ("train_seconds", "eval_seconds", "input_wait_fraction", "resumed_from_step")
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def computed_metrics(run_dir: Path) -> list[dict]:
+    """The run's metrics.jsonl records without their wall-clock figures."""
+    return [{key: value for key, value in record.items() if key not in WALL_CLOCK_KEYS} for record in load_metrics(run_dir)]
 
 
 def command(run_dir: Path) -> list[str]:
@@ -199,7 +204,7 @@ def main() -> int:
             verdict, failures = "NOT SURVIVED", failures + 1
         print(f"{outcome['fault']:<40} {verdict:<13} steps lost {outcome['steps_lost']:>4}  {outcome.get('note', '')}")
     done = run(faulty)
-    same_metrics = (faulty / METRICS_FILE).read_text() == (reference / METRICS_FILE).read_text()
+    same_metrics = computed_metrics(faulty) == computed_metrics(reference)
     results = [json.loads((path / RESULTS_FILE).read_text()) for path in (reference, faulty)] if done.returncode == 0 else None
     same_results = results is not None and comparable(results[0]) == comparable(results[1])
     left = (faulty / LOCK_FILE).exists()

@@ -38,6 +38,10 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     evaluations = [line for line in lines if "target_test_accuracy" in line]
     assert [line["step"] for line in evaluations] == [20]
     assert evaluations[-1]["target_test_accuracy"] == results["target_test_accuracy"]
+    # Wall time from the command's start (its imports included: seconds before the first step), evaluations timed apart.
+    elapsed = [line["elapsed_seconds"] for line in lines]
+    assert 1.0 < elapsed[0] and elapsed == sorted(elapsed) and elapsed[-1] - elapsed[0] >= evaluations[-1]["eval_seconds"] > 0
+    assert results["eval_seconds"] >= evaluations[-1]["eval_seconds"] and results["train_seconds"] > 0
 
     assert "steps: 20" in (run_dir / "config.yaml").read_text()
     model = dann.load_model(run_dir)

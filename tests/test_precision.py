@@ -1,6 +1,8 @@
 """`trainer.precision`: explicit policies kept, `auto` chosen from the devices and, on a CPU with bfloat16, measured."""
 
 import json
+import shutil
+import time
 
 import keras
 import numpy as np
@@ -11,6 +13,7 @@ from tests_support import TINY_OVERRIDES
 
 import dann.precision
 from dann.config import build_datasets, choose_run_precision, compose_config
+from dann.experiment import train
 from dann.precision import (
     MIN_BFLOAT16_SPEEDUP,
     choose_precision,
@@ -19,6 +22,7 @@ from dann.precision import (
     probe_bfloat16_speedup,
     time_interleaved,
 )
+from dann.runs import WALL_CLOCK_KEYS, load_metrics
 
 FAKE_GPU = tf.config.PhysicalDevice(name="/physical_device:GPU:0", device_type="GPU")
 
@@ -87,7 +91,7 @@ def test_on_a_cpu_with_bfloat16_the_measured_speedup_decides(gpus, cpu, speedup,
     probe = Probe(speedup)
     choice = choose_precision("auto", probe=probe)
     assert probe.calls == 1
-    assert choice.policy == expected and choice.bfloat16_speedup == speedup and choice.probe_seconds >= 0
+    assert choice.policy == expected and choice.bfloat16_speedup == speedup and choice.probe_seconds > 0  # measured, not kept
     assert f"{speedup:.2f}x" in choice.reason and "avx512_bf16" in choice.reason
 
 
@@ -168,14 +172,59 @@ def test_a_run_on_a_bfloat16_cpu_probes_its_own_network_once(gpus, cpu, monkeypa
     assert keras.config.dtype_policy().name == "float32"  # the probe's networks left Keras' policy as it was
 
 
-def test_the_probe_times_a_real_network_in_both_precisions():
-    def build_network(policy):
-        with dtype_policy(policy):
-            return keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.Flatten(), keras.layers.Dense(2)])
+def _small_network(policy):
+    with dtype_policy(policy):
+        return keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.Flatten(), keras.layers.Dense(2)])
 
-    speedup = probe_bfloat16_speedup(build_network, (8, 8, 3), batch_size=4, rounds=3, round_seconds=0.01)
+
+def test_the_probe_times_a_real_network_in_both_precisions():
+    speedup = probe_bfloat16_speedup(_small_network, (8, 8, 3), batch_size=4, rounds=3, round_seconds=0.01)
     assert np.isfinite(speedup) and speedup > 0
     assert keras.config.dtype_policy().name == "float32"
+
+
+@pytest.mark.parametrize("float32_ms, bfloat16_ms", [(4, 2), (2, 4)])
+def test_the_probe_reports_float32_time_over_bfloat16_time(monkeypatch, float32_ms, bfloat16_ms):
+    built = []
+
+    def timed_pass(network, input_shape, batch_size, jit_compile):
+        built.append(network.layers[0].compute_dtype)
+        pause = (bfloat16_ms if network.layers[0].compute_dtype == "bfloat16" else float32_ms) / 1000
+        return lambda: time.sleep(pause)
+
+    monkeypatch.setattr(dann.precision, "_training_pass", timed_pass)
+    speedup = probe_bfloat16_speedup(_small_network, (8, 8, 3), batch_size=4, rounds=3, round_seconds=0.01)
+    assert built == ["float32", "bfloat16"]
+    assert speedup == pytest.approx(float32_ms / bfloat16_ms, rel=0.3)
+
+
+def test_a_run_that_probes_trains_exactly_as_one_that_reads_the_kept_verdict_and_resumes_in_its_precision(gpus, cpu, monkeypatch, tmp_path):
+    cpu(flags="amx_bf16")
+    verdict = {"speedup": 0.5}
+
+    def probe_drawing_random_numbers(build_network, *args):
+        build_network("mixed_bfloat16")  # initialises weights: draws from the seeded generators
+        return verdict["speedup"]
+
+    monkeypatch.setattr("dann.config.probe_bfloat16_speedup", probe_drawing_random_numbers)
+    overrides = ["+experiment=moons", "data.num_train=64", "data.num_test=64", *TINY_OVERRIDES, "trainer.deterministic=true"]
+    cfg = compose_config([*overrides, "trainer.precision=auto", f"cache_dir={tmp_path / 'cache'}", "trainer.plots=false"])
+    probed = train(cfg, tmp_path / "probed")
+    kept = train(cfg, tmp_path / "kept")
+    assert probed["precision_choice"]["probe_seconds"] > 0 and kept["precision_choice"]["probe_seconds"] == 0.0
+    assert (tmp_path / "probed" / "model.keras").exists()
+    assert [_without_time(r) for r in load_metrics(tmp_path / "probed")] == [_without_time(r) for r in load_metrics(tmp_path / "kept")]
+
+    # A run resumes in the precision it started in, whatever auto would choose now.
+    shutil.rmtree(tmp_path / "cache")
+    verdict["speedup"] = 3.0
+    (tmp_path / "probed" / "results.json").unlink()  # unfinished again: it resumes from its last checkpoint
+    assert train(cfg, tmp_path / "probed")["precision"] == "float32"
+    assert choose_run_precision(cfg, build_datasets(cfg)).policy == "mixed_bfloat16"  # what a new run would take
+
+
+def _without_time(record: dict) -> dict:
+    return {key: value for key, value in record.items() if key not in WALL_CLOCK_KEYS}
 
 
 def test_interleaved_timing_stops_at_its_budget_after_two_rounds():

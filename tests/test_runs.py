@@ -21,7 +21,7 @@ from dann.config import build_algorithm, build_datasets, build_model, compose_co
 from dann.experiment import train, write_plots
 from dann.loop import EXIT_PREEMPTED, NonFiniteLossError, Preempted, fit
 from dann.models import COMPONENTS
-from dann.runs import RunDirectoryError, run_lock
+from dann.runs import WALL_CLOCK_KEYS, RunDirectoryError, check_run_directory, run_lock
 
 CHECKPOINTED = ["trainer.checkpoint_every=10", "trainer.deterministic=true"]
 
@@ -31,7 +31,10 @@ def _cfg(*overrides):
 
 
 def _metrics(run_dir):
-    return (run_dir / "metrics.jsonl").read_text()
+    """The run's metrics.jsonl records, without their wall-clock figures (which differ between identical runs)."""
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert all("elapsed_seconds" in record for record in records)
+    return [{key: value for key, value in record.items() if key not in WALL_CLOCK_KEYS} for record in records]
 
 
 # DIRT-T: refinement from step 10, teacher snapshots at 10 and 25; the resumed run needs step 10's from the checkpoint.
@@ -198,7 +201,7 @@ def test_mirrored_on_two_cpus_matches_one_device(tmp_path):
     cfg = _cfg("trainer.steps=20", "trainer.batch_size=16")
     one = train(cfg, tmp_path / "one")
     two = train(_cfg("trainer.steps=20", "trainer.batch_size=16", "trainer.strategy=mirrored", "trainer.cpu_devices=2"), tmp_path / "two")
-    records = [[json.loads(line) for line in _metrics(tmp_path / name).splitlines()] for name in ("one", "two")]
+    records = [_metrics(tmp_path / name) for name in ("one", "two")]
     for a, b in zip(*records):
         assert a.keys() == b.keys()
         same = _same_on_any_replicas(a)
@@ -238,7 +241,7 @@ def test_killed_training_process_resumes_to_completion(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((run_dir / "results.json").read_text())
     assert results["steps"] == 20000 and results["resumed_from_step"] == int(killed_at.rsplit("-", 1)[1]) > 0
-    steps = [json.loads(line)["step"] for line in _metrics(run_dir).splitlines() if "label_loss" in json.loads(line)]
+    steps = [record["step"] for record in _metrics(run_dir) if "label_loss" in record]
     assert steps == list(range(500, 20001, 500))  # every interval once: lines after the checkpoint were not kept twice
     assert OmegaConf.load(run_dir / "config.yaml").trainer.steps == 20000
 
@@ -287,7 +290,7 @@ def test_two_worker_cluster_matches_one_device(tmp_path):
         _, stderr = worker.communicate(timeout=300)
         assert worker.returncode == 0, stderr[-3000:]
     train(compose_config([*tiny, *CHECKPOINTED[1:]]), tmp_path / "one")
-    records = [[json.loads(line) for line in _metrics(tmp_path / name).splitlines()] for name in ("one", "worker0", "worker1")]
+    records = [_metrics(tmp_path / name) for name in ("one", "worker0", "worker1")]
     for one, *workers_lines in zip(*records):
         same = _same_on_any_replicas(one)
         for line in workers_lines:
@@ -303,7 +306,7 @@ def _same_on_any_replicas(record: dict) -> list[str]:
 def test_steps_need_not_be_a_multiple_of_the_steps_per_call(tmp_path):
     results = train(_cfg("trainer.steps=15", "trainer.log_every=100", "trainer.eval_every=500"), tmp_path)
     assert results["steps"] == 15
-    assert [json.loads(line)["step"] for line in _metrics(tmp_path).splitlines()] == [15, 15]  # training, evaluation
+    assert [record["step"] for record in _metrics(tmp_path)] == [15, 15]  # training, evaluation
 
 
 def test_a_metrics_line_cut_short_is_left_out_on_resume(tmp_path, monkeypatch):
@@ -345,7 +348,7 @@ def test_preemption_and_a_second_process_on_the_same_run(tmp_path):
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((run_dir / "results.json").read_text())["resumed_from_step"] == stopped_at
-    steps = [json.loads(line)["step"] for line in _metrics(run_dir).splitlines() if "label_loss" in json.loads(line)]
+    steps = [record["step"] for record in _metrics(run_dir) if "label_loss" in record]
     assert steps == list(range(500, 60001, 500))
 
 
@@ -361,3 +364,14 @@ def test_a_run_killed_before_its_first_checkpoint_starts_over_cleanly(tmp_path):
     assert again["resumed_from_step"] == 0
     assert _metrics(run_dir) == _metrics(tmp_path / "whole")  # the killed process's lines are not kept twice
     assert again["target_test_accuracy"] == whole["target_test_accuracy"]
+
+
+def test_where_the_caches_are_does_not_make_another_config(tmp_path):
+    cfg = compose_config(["+experiment=mnist_m", "cache_dir=/one/place"])
+    older = OmegaConf.to_container(cfg, resolve=True)
+    del older["cache_dir"]  # as written before the key existed
+    older["data"]["cache_dir"] = "/another/place"
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(older))
+    assert check_run_directory(cfg, tmp_path) is None  # unfinished, and the same run
+    with pytest.raises(RunDirectoryError, match="seed"):
+        check_run_directory(compose_config(["+experiment=mnist_m", "seed=1"]), tmp_path)
