@@ -56,9 +56,12 @@ EVALUATION_FILES = "eval_*.json"
 LOCK_FILE = "run.lock"
 # The wall-clock figures of metrics.jsonl: the only part of it that differs between two deterministic runs of a config.
 WALL_CLOCK_KEYS = ("elapsed_seconds", "eval_seconds")
-# Settings that do not change what is computed: a run may resume with other values.
-NOT_COMPARED = ("progress", "overwrite", "plots", "eval_batch_size", "steps_per_call")
-NOT_COMPARED_ELSEWHERE = ("cache_dir", "data.cache_dir")  # where dann keeps what it can compute again
+# Settings that do not change what is computed: a run may resume with other values of them, and
+# runs that differ only in them are runs of one setting (`scripts/collect_results.py`).
+NOT_COMPARED = (
+    "trainer.progress", "trainer.overwrite", "trainer.plots", "trainer.eval_batch_size", "trainer.steps_per_call",
+    "cache_dir", "data.cache_dir",  # where dann keeps what it can compute again
+)  # fmt: skip
 
 
 log = logging.getLogger(__name__)
@@ -207,8 +210,6 @@ def write_atomically(path: Path, text: str) -> None:
 def _comparable(cfg: DictConfig) -> dict:
     config = OmegaConf.to_container(cfg, resolve=True)
     for key in NOT_COMPARED:
-        config.get("trainer", {}).pop(key, None)
-    for key in NOT_COMPARED_ELSEWHERE:
         *parents, name = key.split(".")
         node = config
         for parent in parents:

@@ -20,10 +20,9 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from dann.runs import CONFIG_FILE, load_config, load_results
+from dann.runs import CONFIG_FILE, NOT_COMPARED, load_config, load_results
 
 STATISTICS = ("mean", "std", "min", "max")
-IGNORED = ("trainer.progress", "trainer.overwrite", "trainer.plots")  # may differ between runs of one setting, as seeds do
 
 
 def find_runs(roots: list[Path]) -> tuple[list[dict], list[Path]]:
@@ -41,7 +40,7 @@ def find_runs(roots: list[Path]) -> tuple[list[dict], list[Path]]:
 
 def summarise(runs: list[dict], metric: str) -> tuple[list[str], list[dict]]:
     """The config keys that vary between runs (seed excluded), and one row per setting of them."""
-    keys = sorted(key for key in {key for run in runs for key in run["config"]} - set(IGNORED) if key.split(".")[-1] != "seed")
+    keys = sorted(key for key in {key for run in runs for key in run["config"]} - set(NOT_COMPARED) if key.split(".")[-1] != "seed")
     varying = [key for key in keys if len({json.dumps(run["config"].get(key)) for run in runs}) > 1]
     groups: dict[tuple, list[dict]] = {}
     for run in runs:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from hydra.errors import ConfigCompositionException
+from hydra.utils import get_class
 from tests_support import TINY_OVERRIDES
 
 import dann.layers
@@ -312,6 +313,32 @@ def test_cdan_needs_a_model_with_the_map():
     algorithm, _, _ = _built("dann")
     with pytest.raises(ValueError, match=r"domain_conditioning=CDAN.domain_conditioning\(\)"):
         CDAN(algorithm.model, algorithm.optimizer, ConstantLambda(1.0), total_steps=10)
+
+
+def test_cdan_refuses_map_dimensions_other_than_its_models():
+    algorithm, _, _ = _built("cdan")  # its map: the defaults, max_full_dim 4096, randomized_dim 1024
+    with pytest.raises(ValueError, match="built with max_full_dim=4096, randomized_dim=1024. Received: max_full_dim=10"):
+        CDAN(algorithm.model, algorithm.optimizer, ConstantLambda(1.0), total_steps=10, max_full_dim=10)
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_an_algorithm_config_sets_only_what_differs_from_its_constructor(name):
+    """Defaults have one source, the constructor: an option file that repeats one, or disagrees with it unasked, fails."""
+    import inspect
+
+    from omegaconf import OmegaConf
+
+    path = CONFIG_DIR / "algorithm" / f"{name}.yaml"
+    written = {key: value for key, value in OmegaConf.to_container(OmegaConf.load(path)).items() if key != "defaults"}
+    cfg = compose_config([*MOONS, f"algorithm={name}"])
+    parameters = inspect.signature(get_class(cfg.algorithm._target_).__init__).parameters
+    composed = OmegaConf.to_container(cfg.algorithm, resolve=True)
+    for key, value in composed.items():
+        if key == "_target_" or key in written:
+            continue
+        assert value == parameters[key].default, f"{name}: {key}={value!r} composed, {parameters[key].default!r} in the constructor"
+    repeated = [key for key, value in written.items() if not str(value).startswith("${") and value == parameters[key].default]
+    assert repeated == [], f"{path.name} repeats the constructor's defaults of {repeated}"
 
 
 def test_multilinear_map_is_the_outer_product_or_its_randomised_approximation():

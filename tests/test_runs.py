@@ -147,6 +147,7 @@ def test_run_directory_of_another_config_is_refused_unless_overwritten(tmp_path)
     assert results["steps"] == 30 and results["resumed_from_step"] == 0
     assert sorted(path.name for path in tmp_path.iterdir() if path.name.endswith((".png", ".json", ".txt")) or path.name == "export") == [
         "notes.txt",
+        "precision.json",
         "results.json",
     ]
 

@@ -34,7 +34,7 @@ class CDAN(DANN):
         model, optimizer, adaptation_schedule, total_steps: see `Algorithm`.
         entropy_conditioning: weight the domain loss by prediction certainty (CDAN+E).
         domain_loss_weight, target_entropy_weight: as in `DANN`.
-        max_full_dim, randomized_dim: the map's, when `dann.train` builds the model.
+        max_full_dim, randomized_dim: the map's; they must be those the model's map was built with.
         **machinery: `jit_compile`, `strategy`, `feature_pass` (see `Algorithm`).
     """
 
@@ -59,6 +59,13 @@ class CDAN(DANN):
             raise ValueError(
                 f"{type(self).__name__} needs a model whose domain classifier sees the multilinear map: build it with "
                 f"build_dann_model(..., domain_conditioning={type(self).__name__}.domain_conditioning())."
+            )
+        built = (model.domain_conditioning.max_full_dim, model.domain_conditioning.randomized_dim)
+        if built != (max_full_dim, randomized_dim):
+            raise ValueError(
+                f"{type(self).__name__}: the model's multilinear map was built with max_full_dim={built[0]}, "
+                f"randomized_dim={built[1]}. Received: max_full_dim={max_full_dim}, randomized_dim={randomized_dim}. Build "
+                f"the model with domain_conditioning={type(self).__name__}.domain_conditioning(max_full_dim, randomized_dim)."
             )
         self.entropy_conditioning = entropy_conditioning
         super().__init__(model, optimizer, adaptation_schedule, total_steps, domain_loss_weight, target_entropy_weight, **machinery)
