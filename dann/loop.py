@@ -152,8 +152,40 @@ def fit(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerSetting
         waiting for the next batch, i.e. how far the input pipeline falls behind the step,
         and `health`: the warnings of `dann.health` (each also logged once, when raised).
     """
-    run_dir = None if run_dir is None else Path(run_dir)
     datasets = algorithm.training_datasets(datasets)
+    _check_fits(algorithm, settings)
+    lengths = call_lengths(settings)
+    calls = iter(stacked_calls(training_batches(datasets, settings.batch_size, settings.seed), lengths))
+    health = HealthMonitor(RunContext(datasets.num_classes, settings.steps, adapts=algorithm.REVERSED_LOSS is not None))
+    run = _RunState(algorithm, calls, settings, None if run_dir is None else Path(run_dir), health)
+    first = run.restore()
+    progress = keras.utils.Progbar(settings.steps, verbose=1 if settings.progress and sys.stdout.isatty() else 0)
+    progress.update(first)
+    start = time.perf_counter()
+    with _GracefulStop() as stop, run:
+        for first_step, length in zip(itertools.accumulate([0, *lengths]), lengths):
+            if first_step < first:  # resumed: a checkpoint's step always ends a call
+                continue
+            ((source_x, source_y), target_x), waited = _timed(next, calls)  # (length, batch_size, ...) each
+            run.waiting_seconds += waited
+            step_tensor = tf.constant(first_step, tf.int64)
+            if first_step == 0:
+                verify_gradients(algorithm, source_x[0], source_y[0], target_x[0], step_tensor)
+            metrics = algorithm.update_steps(source_x, source_y, target_x, step_tensor)
+            done = first_step + length
+            progress.update(done)
+            _log_evaluate_and_save(run, algorithm, datasets, metrics, done, progress)
+            if stop.received is not None:
+                if run.latest_step() != done:
+                    run.save(done)
+                stop.stop(done, run.run_dir)
+    train_seconds = time.perf_counter() - start - run.evaluating_seconds
+    algorithm.finish()
+    return _final_results(run, algorithm, datasets, first, train_seconds)
+
+
+def _check_fits(algorithm: Algorithm, settings: TrainerSettings) -> None:
+    """Raises `ValueError` for settings the algorithm cannot train with, before any work."""
     replicas = algorithm.strategy.num_replicas_in_sync
     if settings.batch_size % replicas:
         raise ValueError(
@@ -165,73 +197,58 @@ def fit(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerSetting
             f"trainer.select={settings.select} picks among the model's weights, but {type(algorithm).__name__} evaluates and "
             "deploys another network (a mean teacher: algorithm.teacher_decay > 0). Use trainer.select=last."
         )
-    lengths = call_lengths(settings)
-    calls = iter(stacked_calls(training_batches(datasets, settings.batch_size, settings.seed), lengths))
-    health = HealthMonitor(RunContext(datasets.num_classes, settings.steps, adapts=algorithm.REVERSED_LOSS is not None))
-    run = _RunState(algorithm, calls, settings, run_dir, health)
-    first = run.restore()
-    progress = keras.utils.Progbar(settings.steps, verbose=1 if settings.progress and sys.stdout.isatty() else 0)
-    progress.update(first)
-    window: list[dict[str, tf.Tensor]] = []
-    accuracies: dict[str, float] = {}
-    start = time.perf_counter()
-    waiting = evaluating = 0.0
-    done = first
-    with _GracefulStop() as stop, run:
-        for first_step, length in zip(itertools.accumulate([0, *lengths]), lengths):
-            if first_step < first:  # resumed: a checkpoint's step always ends a call
-                continue
-            before_input = time.perf_counter()
-            (source_x, source_y), target_x = next(calls)  # (length, batch_size, ...) each
-            waiting += time.perf_counter() - before_input
-            step_tensor = tf.constant(first_step, tf.int64)
-            if first_step == 0:
-                verify_gradients(algorithm, source_x[0], source_y[0], target_x[0], step_tensor)
-            metrics = algorithm.update_steps(source_x, source_y, target_x, step_tensor)
-            window.append(metrics)
-            done = first_step + length
-            progress.update(done)
-            if is_due(done, settings.log_every, settings.steps):
-                record = _mean(window)
-                window.clear()
-                _check_finite(record, done, run.latest_step(), health)
-                run.write(done, {**record, "elapsed_seconds": process_seconds()})
-                progress.update(done, [(key, record[key]) for key in ("loss", "label_loss", "domain_loss")])
-                log.info("step %d/%d  %s", done, settings.steps, _format(record))
-            if is_due(done, settings.eval_every, settings.steps):
-                before_evaluation = time.perf_counter()
-                accuracies = _evaluate(algorithm, datasets, settings)
-                run.consider(done, accuracies)
-                this_evaluation = time.perf_counter() - before_evaluation
-                evaluating += this_evaluation
-                run.write(done, {**accuracies, "eval_seconds": this_evaluation, "elapsed_seconds": process_seconds()})
-                log.info("step %d/%d  %s", done, settings.steps, _format(accuracies))
-            if is_due(done, settings.checkpoint_every, settings.steps):
-                last_call = {key: float(value) for key, value in metrics.items()}
-                _check_finite(last_call, done, run.latest_step(), health)  # never save a diverged model
-                run.save(done)
-            if stop.received is not None:
-                if run.latest_step() != done:
-                    run.save(done)
-                stop.stop(done, run_dir)
-    train_seconds = time.perf_counter() - start - evaluating
-    algorithm.finish()
+
+
+def _log_evaluate_and_save(
+    run: "_RunState", algorithm: Algorithm, datasets: DomainDatasets, metrics: dict[str, tf.Tensor], done: int, progress
+) -> None:
+    """After a compiled call ending at step `done`: logs, evaluates and saves a checkpoint where each is due."""
+    settings = run.settings
+    run.window.append(metrics)
+    if is_due(done, settings.log_every, settings.steps):
+        record = _mean(run.window)
+        run.window.clear()
+        _check_finite(record, done, run.latest_step(), run.health)
+        run.write(done, {**record, "elapsed_seconds": process_seconds()})
+        progress.update(done, [(key, record[key]) for key in ("loss", "label_loss", "domain_loss")])
+        log.info("step %d/%d  %s", done, settings.steps, _format(record))
+    if is_due(done, settings.eval_every, settings.steps):
+        run.accuracies, seconds = _timed(_evaluate, algorithm, datasets, settings)
+        run.consider(done, run.accuracies)
+        run.evaluating_seconds += seconds
+        run.write(done, {**run.accuracies, "eval_seconds": seconds, "elapsed_seconds": process_seconds()})
+        log.info("step %d/%d  %s", done, settings.steps, _format(run.accuracies))
+    if is_due(done, settings.checkpoint_every, settings.steps):
+        last_call = {key: float(value) for key, value in metrics.items()}
+        _check_finite(last_call, done, run.latest_step(), run.health)  # never save a diverged model
+        run.save(done)
+
+
+def _final_results(run: "_RunState", algorithm: Algorithm, datasets: DomainDatasets, first: int, train_seconds: float) -> dict:
+    """`fit`'s return value: the selected model's accuracies (evaluated again if need be), steps and times."""
+    settings, accuracies = run.settings, run.accuracies
     if settings.select != "last":
         run.load_selected()
     if settings.select != "last" or not accuracies:  # not accuracies: resumed from the final checkpoint
-        before_evaluation = time.perf_counter()
-        accuracies = _evaluate(algorithm, datasets, settings)
-        evaluating += time.perf_counter() - before_evaluation
+        accuracies, seconds = _timed(_evaluate, algorithm, datasets, settings)
+        run.evaluating_seconds += seconds
     return {
         **{key: accuracies.get(key) for key in ("source_test_accuracy", "target_test_accuracy")},  # target: None when unlabelled
         "steps": settings.steps,
         "selected_step": run.selected_step(),
         "resumed_from_step": first,
         "train_seconds": train_seconds,
-        "eval_seconds": evaluating,
-        "input_wait_fraction": waiting / max(train_seconds, 1e-9),
-        "health": [warning.as_dict() for warning in health.warnings],
+        "eval_seconds": run.evaluating_seconds,
+        "input_wait_fraction": run.waiting_seconds / max(train_seconds, 1e-9),
+        "health": [warning.as_dict() for warning in run.health.warnings],
     }
+
+
+def _timed(function, *args):
+    """`function(*args)` and the wall seconds it took."""
+    start = time.perf_counter()
+    result = function(*args)
+    return result, time.perf_counter() - start
 
 
 def process_seconds() -> float:
@@ -285,7 +302,7 @@ def _evaluate(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerS
 
 
 class _RunState:
-    """What `fit` keeps in the run directory: checkpoints, metrics, TensorBoard events, the selected weights."""
+    """What `fit` keeps: in the run directory checkpoints, metrics, TensorBoard events, the selected weights; in memory its tallies."""
 
     def __init__(self, algorithm: Algorithm, calls, settings: TrainerSettings, run_dir: Path | None, health: HealthMonitor):
         self.model = algorithm.model
@@ -298,6 +315,9 @@ class _RunState:
         self.selected_in_memory: list[np.ndarray] | None = None
         self.saved_step: int | None = None
         self.manager = self.writer = None
+        self.window: list[dict[str, tf.Tensor]] = []  # the compiled calls' metrics since the last log line
+        self.accuracies: dict[str, float] = {}  # of the latest evaluation
+        self.waiting_seconds = self.evaluating_seconds = 0.0
         if run_dir is None:
             return
         algorithm_state = algorithm.checkpoint_state()
