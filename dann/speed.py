@@ -33,9 +33,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from dann.algorithms import Algorithm
 from dann.config import build_algorithm, build_datasets, build_model, choose_run_precision, compose_config, trainer_settings
-from dann.data import training_batches
+from dann.data import DomainDatasets, training_batches
 from dann.layers import GradientReversal
+from dann.loop import TrainerSettings
 from dann.models import DANNModel
 from dann.precision import device_name, time_interleaved
 
@@ -126,15 +128,65 @@ def benchmark(overrides: list[str], steps: int = 100, repeats: int = 5) -> dict:
     # step on its own copy of the networks in Keras' default policy, float32.
     policies = dict.fromkeys((*COMPARED_PRECISIONS, choice.policy))
     algorithms = {policy: build_algorithm(cfg, build_model(cfg, datasets, policy)) for policy in policies}
-    algorithm = algorithms[choice.policy]
     naive_model = build_model(cfg, datasets, "float32")
-    images_per_step = 2 * settings.batch_size
+    runs, waits, images = _measurement_runs(algorithms, choice.policy, naive_model, datasets, settings, steps)
+    for run in runs.values():  # warm-up: tracing and the first pipeline epoch's start
+        run()
+    waits.clear()
+    seconds = time_interleaved(runs, repeats)
+    rates = {name: [images[name] / s for s in run_seconds] for name, run_seconds in seconds.items()}
+    compiled = rates[choice.policy]
+    # Ratios per round: the two steps ran seconds apart, so a drift in the machine's speed
+    # (other tenants, clock) cancels out of each ratio instead of landing on one side.
+    over_naive = [c / n for c, n in zip(compiled, rates["naive"])] if "naive" in rates else None
+    bfloat16_speedup = [b / f for b, f in zip(rates["mixed_bfloat16"], rates["float32"])]
+    flops = training_flops_per_image(algorithms[choice.policy].model, datasets.input_shape)
+    ceiling = {"float32": matmul_ceiling(), "mixed_bfloat16": matmul_ceiling(dtype=tf.bfloat16)}
+    return {
+        "config": overrides,
+        "precision": choice.policy,
+        "precision_choice": choice.as_dict(),
+        "batch_size": settings.batch_size,
+        "steps_per_call": settings.steps_per_call,
+        "jit_compile": bool(cfg.trainer.jit_compile),
+        "repeats": repeats,
+        **_median_and_spread("compiled_images_per_s", compiled),
+        "compiled_images_per_s_by_precision": {policy: statistics.median(rates[policy]) for policy in algorithms},
+        **_median_and_spread("compiled_bfloat16_over_float32", bfloat16_speedup),
+        **_median_and_spread("pipeline_images_per_s", rates["pipeline"]),
+        **_median_and_spread("naive_compiled_images_per_s", rates.get("naive")),
+        "naive_compiled_precision": naive_model.dtype_policy.name,
+        **_median_and_spread("compiled_over_naive", over_naive),
+        **_median_and_spread("eager_images_per_s", rates["eager"]),
+        "input_wait_fraction": statistics.median(w / s for w, s in zip(waits, seconds["pipeline"])),
+        "flops_per_image": flops,
+        "achieved_flops_per_s": flops * statistics.median(compiled),
+        "matmul_ceiling_flops_per_s": ceiling["float32"],
+        "matmul_ceiling_bf16_flops_per_s": ceiling["mixed_bfloat16"],
+        "fraction_of_ceiling": flops * statistics.median(compiled) / ceiling.get(choice.policy, ceiling["float32"]),
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "default"),
+        "device": device_name(),
+        "tensorflow": tf.__version__,
+    }
+
+
+def _measurement_runs(
+    algorithms: dict[str, Algorithm], policy: str, naive_model: DANNModel, datasets: DomainDatasets, settings: TrainerSettings, steps: int
+) -> tuple[dict[str, Callable[[], None]], list[float], dict[str, int]]:
+    """The measurements, each a callable run once per round: the compiled step in each of `algorithms`' precisions,
+    the pipeline and the eager step in `policy`, and the naive step; the list the pipeline run appends its seconds
+    of waiting for input to; and the images each run processes."""
+    algorithm = algorithms[policy]
     k = settings.steps_per_call
     calls_per_repeat = max(steps // k, 1)
     eager_steps = max(steps // 10, 1)  # eager is slow: fewer steps, same per-image rate
-    calls = iter(training_batches(datasets, settings.batch_size, cfg.seed).batch(k))
+    calls = iter(training_batches(datasets, settings.batch_size, settings.seed).batch(k))
     (sx, sy), tx = next(calls)  # kept in memory for the compiled and eager runs
     step0 = tf.constant(0, tf.int64)
+    waits: list[float] = []
 
     def compiled_run(algorithm):
         def run():
@@ -143,8 +195,6 @@ def benchmark(overrides: list[str], steps: int = 100, repeats: int = 5) -> dict:
             float(metrics["loss"])
 
         return run
-
-    waits: list[float] = []
 
     def pipeline_run():
         waited = 0.0
@@ -156,8 +206,7 @@ def benchmark(overrides: list[str], steps: int = 100, repeats: int = 5) -> dict:
         float(metrics["loss"])
         waits.append(waited)
 
-    naive_step = naive_compiled_step(naive_model)
-    lambda_ = tf.constant(1.0)
+    naive_step, lambda_ = naive_compiled_step(naive_model), tf.constant(1.0)
 
     def naive_compiled_run():
         for _ in range(calls_per_repeat * k):
@@ -169,64 +218,18 @@ def benchmark(overrides: list[str], steps: int = 100, repeats: int = 5) -> dict:
             _, gradients_and_variables = algorithm.compute_gradients(sx[0], sy[0], tx[0], step0)
             algorithm.optimizer.apply_gradients(gradients_and_variables)
 
-    images = calls_per_repeat * k * images_per_step
-    runs = {policy: compiled_run(each) for policy, each in algorithms.items()}
+    runs = {name: compiled_run(each) for name, each in algorithms.items()}
     runs.update(pipeline=pipeline_run, eager=eager_run)
     if algorithm.model.domain_conditioning is None:  # the naive step is DANN's: its domain classifier reads the features
         runs["naive"] = naive_compiled_run
-    for run in runs.values():  # warm-up: tracing and the first pipeline epoch's start
-        run()
-    waits.clear()
-    seconds = time_interleaved(runs, repeats)
-    by_precision = {policy: [images / s for s in seconds[policy]] for policy in algorithms}
-    compiled = by_precision[choice.policy]
-    naive = [images / s for s in seconds["naive"]] if "naive" in seconds else None
-    pipeline_seconds = seconds["pipeline"]
-    pipeline = [images / s for s in pipeline_seconds]
-    eager = [eager_steps * images_per_step / s for s in seconds["eager"]]
-    # Ratios per round: the two steps ran seconds apart, so a drift in the machine's speed
-    # (other tenants, clock) cancels out of each ratio instead of landing on one side.
-    over_naive = naive and [c / n for c, n in zip(compiled, naive)]
-    bfloat16_speedup = [b / f for b, f in zip(by_precision["mixed_bfloat16"], by_precision["float32"])]
-    flops = training_flops_per_image(algorithm.model, datasets.input_shape)
-    ceiling = matmul_ceiling()
-    ceiling_bf16 = matmul_ceiling(dtype=tf.bfloat16)
-    compiled_median = statistics.median(compiled)
-    return {
-        "config": overrides,
-        "precision": choice.policy,
-        "precision_choice": choice.as_dict(),
-        "batch_size": settings.batch_size,
-        "steps_per_call": k,
-        "jit_compile": bool(cfg.trainer.jit_compile),
-        "repeats": repeats,
-        "compiled_images_per_s": compiled_median,
-        "compiled_images_per_s_spread": _spread(compiled),
-        "compiled_images_per_s_by_precision": {policy: statistics.median(values) for policy, values in by_precision.items()},
-        "compiled_bfloat16_over_float32": statistics.median(bfloat16_speedup),
-        "compiled_bfloat16_over_float32_spread": _spread(bfloat16_speedup),
-        "pipeline_images_per_s": statistics.median(pipeline),
-        "pipeline_images_per_s_spread": _spread(pipeline),
-        "naive_compiled_images_per_s": naive and statistics.median(naive),
-        "naive_compiled_images_per_s_spread": naive and _spread(naive),
-        "naive_compiled_precision": naive_model.dtype_policy.name,
-        "compiled_over_naive": over_naive and statistics.median(over_naive),
-        "compiled_over_naive_spread": over_naive and _spread(over_naive),
-        "eager_images_per_s": statistics.median(eager),
-        "eager_images_per_s_spread": _spread(eager),
-        "input_wait_fraction": statistics.median(w / s for w, s in zip(waits, pipeline_seconds)),
-        "flops_per_image": flops,
-        "achieved_flops_per_s": flops * compiled_median,
-        "matmul_ceiling_flops_per_s": ceiling,
-        "matmul_ceiling_bf16_flops_per_s": ceiling_bf16,
-        "fraction_of_ceiling": flops * compiled_median / (ceiling_bf16 if choice.policy == "mixed_bfloat16" else ceiling),
-        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
-        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "default"),
-        "device": device_name(),
-        "tensorflow": tf.__version__,
-    }
+    images = {name: calls_per_repeat * k * 2 * settings.batch_size for name in runs}
+    images["eager"] = eager_steps * 2 * settings.batch_size
+    return runs, waits, images
+
+
+def _median_and_spread(name: str, values: list[float] | None) -> dict:
+    """`{name: median, name_spread: [min, max]}` of the rounds' `values`; `None` for both where not measured."""
+    return {name: values and statistics.median(values), f"{name}_spread": values and [min(values), max(values)]}
 
 
 def with_default_experiment(overrides: list[str]) -> list[str]:
@@ -234,8 +237,3 @@ def with_default_experiment(overrides: list[str]) -> list[str]:
     if any(override.startswith("+experiment=") for override in overrides):
         return overrides
     return [DEFAULT_EXPERIMENT, *overrides]
-
-
-def _spread(values: list[float]) -> list[float]:
-    """`[min, max]` of the repeats."""
-    return [min(values), max(values)]
