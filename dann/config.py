@@ -173,9 +173,7 @@ def choose_run_precision(cfg: DictConfig, datasets: DomainDatasets) -> Precision
     """The dtype policy `cfg` trains in, and why: `trainer.precision`, `auto` chosen for the devices, the
     algorithm and, on a CPU with bfloat16 instructions, by timing `cfg.model` (`dann.precision`)."""
     algorithm = get_class(cfg.algorithm._target_)
-    # What one feature pass of one replica sees: source and target together, or one domain each.
-    batch = (2 if cfg.trainer.feature_pass == "joint" else 1) * cfg.trainer.batch_size
-    batch //= cfg.trainer.cpu_devices if cfg.trainer.strategy == "mirrored" else 1
+    batch = probe_batch(cfg)
     probe = functools.partial(
         probe_bfloat16_speedup, functools.partial(build_model, cfg, datasets), datasets.input_shape, batch, cfg.trainer.jit_compile
     )
@@ -193,6 +191,12 @@ def choose_run_precision(cfg: DictConfig, datasets: DomainDatasets) -> Precision
         },
         cache_dir=cfg.get("cache_dir"),
     )
+
+
+def probe_batch(cfg: DictConfig) -> int:
+    """Examples per feature pass of one replica, the batch `auto`'s probe times: source and target together, or one domain."""
+    batch = (2 if cfg.trainer.feature_pass == "joint" else 1) * cfg.trainer.batch_size
+    return batch // (cfg.trainer.cpu_devices if cfg.trainer.strategy == "mirrored" else 1)
 
 
 def build_model(cfg: DictConfig, datasets: DomainDatasets, precision: str | None = None) -> DANNModel:

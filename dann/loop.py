@@ -213,8 +213,10 @@ def _log_evaluate_and_save(
         progress.update(done, [(key, record[key]) for key in ("loss", "label_loss", "domain_loss")])
         log.info("step %d/%d  %s", done, settings.steps, _format(record))
     if is_due(done, settings.eval_every, settings.steps):
-        run.accuracies, seconds = _timed(_evaluate, algorithm, datasets, settings)
+        before = time.perf_counter()
+        run.accuracies = _evaluate(algorithm, datasets, settings)
         run.consider(done, run.accuracies)
+        seconds = time.perf_counter() - before
         run.evaluating_seconds += seconds
         run.write(done, {**run.accuracies, "eval_seconds": seconds, "elapsed_seconds": process_seconds()})
         log.info("step %d/%d  %s", done, settings.steps, _format(run.accuracies))
@@ -254,16 +256,18 @@ def _timed(function, *args):
 def process_seconds() -> float:
     """Wall seconds since this process started: the `elapsed_seconds` of each `metrics.jsonl` record.
 
-    Read from Linux's /proc, so a command's figure includes its start-up (imports, data);
-    elsewhere, seconds since `dann.loop` was imported.
+    On Linux, from the process's start time, so a command's figure includes its start-up
+    (imports, data); elsewhere, seconds since `dann.loop` was imported. It counts per process:
+    a resumed run starts again from its own start, and runs one after another in one process
+    (a multirun, a notebook) continue the same count.
     """
     try:
-        since_boot = float(Path("/proc/uptime").read_text().split()[0])
         # Field 22 of /proc/self/stat, after the parenthesised command name: start time in clock ticks since boot.
         started = int(Path("/proc/self/stat").read_text().rpartition(")")[2].split()[19]) / os.sysconf("SC_CLK_TCK")
-        return since_boot - started
-    except (OSError, ValueError, IndexError):
-        return time.monotonic() - _IMPORTED
+        seconds = time.clock_gettime(time.CLOCK_BOOTTIME) - started
+    except (OSError, ValueError, IndexError, AttributeError):
+        seconds = -1.0
+    return seconds if seconds >= 0 else time.monotonic() - _IMPORTED
 
 
 _IMPORTED = time.monotonic()

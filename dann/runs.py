@@ -1,4 +1,4 @@
-"""A run directory: the files `dann.train` and the loop write there, and how they are read back.
+"""A run directory: the files `dann.experiment.train` and the loop write there, and how they are read back.
 
     config.yaml           the resolved config (`load_config`)
     precision.json        the precision the run trains in, and why (`dann.precision.PrecisionChoice`): kept, so

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import time
 
-from dann.config import USER_ERRORS, build_datasets, build_model, choose_run_precision, compose_config
+from dann.config import USER_ERRORS, build_datasets, build_model, choose_run_precision, compose_config, probe_batch
 from dann.precision import MIN_BFLOAT16_SPEEDUP, device_name, probe_bfloat16_speedup
 
 
@@ -29,7 +29,7 @@ def main() -> None:
     print(f"auto chooses {choice.policy}: {choice.reason}")
     start = time.perf_counter()
     speedup = probe_bfloat16_speedup(
-        lambda policy: build_model(cfg, datasets, policy), datasets.input_shape, 2 * cfg.trainer.batch_size, cfg.trainer.jit_compile
+        lambda policy: build_model(cfg, datasets, policy), datasets.input_shape, probe_batch(cfg), cfg.trainer.jit_compile
     )
     seconds = time.perf_counter() - start
     print(f"probe: bfloat16 {speedup:.2f}x as fast as float32 (bfloat16 needs {MIN_BFLOAT16_SPEEDUP}x), measured in {seconds:.1f} s")

@@ -184,7 +184,7 @@ def test_time_to_accuracy_times_each_evaluation(tmp_path):
         "--threshold",
         "0.5",
         "--eval-every",
-        "150",  # not a multiple of the experiment's log_every: the script aligns the training lines
+        "150",  # not a multiple of the experiment's log_every
         "--run-dir",
         str(tmp_path / "run"),
     ]
