@@ -171,13 +171,17 @@ def build_datasets(cfg: DictConfig) -> DomainDatasets:
 
 def choose_run_precision(cfg: DictConfig, datasets: DomainDatasets) -> PrecisionChoice:
     """The dtype policy `cfg` trains in, and why: `trainer.precision`, `auto` chosen for the devices, the
-    algorithm and, on a CPU with bfloat16 instructions, by timing `cfg.model` (`dann.precision`)."""
+    algorithm and, on a CPU with bfloat16 instructions, by timing `cfg.model` (`dann.precision`).
+
+    Leaves Python's, NumPy's, TensorFlow's and Keras' generators seeded with `cfg.seed`, as a run
+    seeds them: the probe's networks draw from them, and must not change what the run draws.
+    """
     algorithm = get_class(cfg.algorithm._target_)
     batch = probe_batch(cfg)
     probe = functools.partial(
         probe_bfloat16_speedup, functools.partial(build_model, cfg, datasets), datasets.input_shape, batch, cfg.trainer.jit_compile
     )
-    return choose_precision(
+    choice = choose_precision(
         cfg.trainer.precision,
         bfloat16_safe=algorithm.BFLOAT16_SAFE,
         algorithm=algorithm.__name__,
@@ -191,6 +195,8 @@ def choose_run_precision(cfg: DictConfig, datasets: DomainDatasets) -> Precision
         },
         cache_dir=cfg.get("cache_dir"),
     )
+    keras.utils.set_random_seed(cfg.seed)
+    return choice
 
 
 def probe_batch(cfg: DictConfig) -> int:

@@ -37,8 +37,7 @@ def main(cfg: DictConfig) -> None:
     check_algorithm(cfg)
     datasets = build_datasets(cfg)
     precision = choose_run_precision(cfg, datasets)
-    print(f"precision {precision.policy} (trainer.precision={precision.requested}: {precision.reason})\n")
-    keras.utils.set_random_seed(cfg.seed)  # again, as dann.train does: a probe's networks drew from the generators
+    print(f"{precision}\n")
     algorithm = build_algorithm(cfg, build_model(cfg, datasets, precision.policy))
     datasets = algorithm.training_datasets(datasets)
     (source_x, source_y), target_x = next(iter(training_batches(datasets, cfg.trainer.batch_size, cfg.seed)))

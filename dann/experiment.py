@@ -82,8 +82,7 @@ def _train_locked(cfg: DictConfig, settings, run_dir: Path) -> dict:
     keras.utils.set_random_seed(cfg.seed)
     datasets = build_datasets(cfg)
     precision = _run_precision(cfg, datasets, run_dir)
-    log.info("precision %s (trainer.precision=%s: %s)", precision.policy, precision.requested, precision.reason)
-    keras.utils.set_random_seed(cfg.seed)  # again: a probe's networks drew from the generators
+    log.info("%s", precision)
     with strategy.scope():
         model = build_model(cfg, datasets, precision.policy)
     algorithm = build_algorithm(cfg, model, strategy)

@@ -36,6 +36,8 @@ from typing import Callable, Iterator
 import keras
 import tensorflow as tf
 
+from dann.runs import write_atomically
+
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
 # CPU flags (Linux /proc/cpuinfo) of native bfloat16 arithmetic: AVX512-BF16, AMX-BF16.
 BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -70,6 +72,10 @@ class PrecisionChoice:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def __str__(self) -> str:
+        """The run's log line: `precision float32 (trainer.precision=auto: why)`."""
+        return f"precision {self.policy} (trainer.precision={self.requested}: {self.reason})"
 
 
 def check_precision(precision: str) -> None:
@@ -116,9 +122,9 @@ def choose_precision(
     check_precision(requested)
     if requested != "auto":
         return PrecisionChoice(requested, requested, "asked for")
-    native = native_bfloat16()
     if not bfloat16_safe:
         return PrecisionChoice("float32", requested, f"{algorithm} loses accuracy in bfloat16")
+    native = native_bfloat16()
     if native is None:
         return PrecisionChoice("float32", requested, "no native bfloat16 on these devices")
     if tf.config.list_physical_devices("GPU"):
@@ -257,9 +263,7 @@ def write_verdict(cache_dir: str | Path | None, key: dict, speedup: float) -> No
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps({"key": key, "bfloat16_speedup": speedup}, indent=2) + "\n")
-        os.replace(temporary, path)  # concurrent runs: the last whole file wins
+        write_atomically(path, json.dumps({"key": key, "bfloat16_speedup": speedup}, indent=2) + "\n")
     except OSError as error:
         warnings.warn(f"Not keeping the measured precision verdict: {error}. Set cache_dir to a writable directory, or null.", stacklevel=2)
 

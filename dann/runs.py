@@ -201,8 +201,11 @@ def remove_run_files(run_dir: Path) -> None:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Writes `text` to `path` through a temporary file, so a crash leaves the old file or the new one, never half."""
-    temporary = path.with_name(path.name + ".tmp")
+    """Writes `text` to `path` through a temporary file, so a crash leaves the old file or the new one, never half.
+
+    The temporary file is the process's own: of two processes writing `path` at once, the last whole file wins.
+    """
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     temporary.write_text(text)
     os.replace(temporary, path)
 
