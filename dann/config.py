@@ -8,8 +8,6 @@ are Hydra `_target_` nodes; see `configs/`.
 from __future__ import annotations
 
 import functools
-import inspect
-import typing
 from dataclasses import dataclass, field, fields, make_dataclass
 from enum import Enum
 from pathlib import Path
@@ -107,21 +105,15 @@ class TrainConfig:
 
 # The classes behind `configs/algorithm/*.yaml`; each option file extends `/schema/algorithm/<name>`.
 ALGORITHM_SCHEMAS = {"dann": DANN, "cdan": CDAN, "vada": VADA, "dirt_t": DIRTT, "source_only": SourceOnly, "target_only": TargetOnly}
-# Constructor arguments that `build_algorithm` supplies from other parts of the config.
-SUPPLIED_BY_TRAINER = ("model", "optimizer", "adaptation_schedule", "total_steps")
 
 
 def algorithm_schema(algorithm: type[Algorithm]) -> type:
-    """A structured config of `algorithm`'s hyperparameters (its constructor's keyword arguments), with `_target_`.
+    """A structured config of `algorithm`'s hyperparameters (`Algorithm.settings`, its constructor's), with `_target_`.
 
     Hydra then refuses an unknown hyperparameter or a wrong type at composition.
     """
-    hints = typing.get_type_hints(algorithm.__init__)
     fields = [("_target_", str, field(default=f"{algorithm.__module__}.{algorithm.__qualname__}"))]
-    for parameter in inspect.signature(algorithm.__init__).parameters.values():
-        if parameter.name in ("self", *SUPPLIED_BY_TRAINER) or parameter.kind is inspect.Parameter.VAR_KEYWORD:
-            continue
-        fields.append((parameter.name, hints[parameter.name], field(default=parameter.default)))
+    fields += [(name, hint, field(default=default)) for name, (hint, default) in algorithm.settings().items()]
     return make_dataclass(f"{algorithm.__name__}Config", fields)
 
 

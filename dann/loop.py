@@ -43,7 +43,7 @@ from dann.runs import (
     load_metrics,
     write_atomically,
 )
-from dann.selection import SELECT_OPTIONS, dev_risk, improves, label_free_features, reverse_validation_accuracy
+from dann.selection import SELECT_OPTIONS, VALIDATORS, label_free_evidence, validator_scores
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class TrainerSettings:
         keep_checkpoints: how many recent checkpoints to keep, >= 1.
         progress: show a progress bar when standard output is a terminal.
         select: which evaluation's model to keep: `"last"`, or the best by a label-free
-            criterion of `dann.selection.CRITERIA` (`"dev_risk"`, `"soft_neighborhood_density"`, ...).
+            validator of `dann.selection.VALIDATORS` (`"dev_risk"`, `"soft_neighborhood_density"`, ...).
     """
 
     steps: int
@@ -282,10 +282,10 @@ HEALTH_EXAMPLES = 1000
 
 
 def _evaluate(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerSettings) -> dict[str, float]:
-    """Test accuracies of both domains, DEV's risk, and the label-free health figures (`dann.health`, `dann.metrics.domain_metrics`).
+    """Test accuracies of both domains, every validator's score (`dann.selection`), and the label-free health figures
+    (`dann.health`, `dann.metrics.domain_metrics`).
 
-    Every figure but the target accuracy is label-free (the selection criteria of
-    `dann.selection` among them); the spread of target predictions is measured on at most
+    Every figure but the target accuracy is label-free; the spread of target predictions is measured on at most
     `HEALTH_EXAMPLES` unlabelled target training inputs, the domain separability on held-out
     test inputs of both domains.
     """
@@ -296,11 +296,16 @@ def _evaluate(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerS
         )["accuracy"]
         for domain, split in labelled.items()
     }
-    label_free = label_free_features(algorithm.model, datasets)  # read and featurised once for every criterion
-    figures["dev_risk"] = dev_risk(algorithm.model, label_free, seed=settings.seed)
-    figures["reverse_validation_accuracy"] = reverse_validation_accuracy(algorithm.model, label_free)
-    target_logits = algorithm.classifier()(label_free.target_inputs[:HEALTH_EXAMPLES], training=False)
-    figures.update(prediction_health(target_logits))  # with the prediction-based selection criteria
+    evidence = label_free_evidence(  # read and featurised once for every validator
+        algorithm.model,
+        datasets,
+        algorithm.classifier(),
+        figures["source_test_accuracy"],
+        seed=settings.seed,
+        prediction_examples=HEALTH_EXAMPLES,
+    )
+    figures.update(validator_scores(evidence))
+    figures.update(prediction_health(evidence.target_logits))
     figures.update(domain_metrics(algorithm.model, datasets, HEALTH_EXAMPLES, seed=settings.seed))
     return figures
 
@@ -395,7 +400,7 @@ class _RunState:
     def consider(self, step: int, figures: dict[str, float]) -> None:
         """Keeps the model's weights if the selection criterion prefers them to the best so far."""
         criterion = self.settings.select
-        if criterion == "last" or not improves(criterion, figures[criterion], float(self.best_value.numpy())):
+        if criterion == "last" or not VALIDATORS[criterion].improves(figures[criterion], float(self.best_value.numpy())):
             return
         self.best_value.assign(figures[criterion])
         self.best_step.assign(step)

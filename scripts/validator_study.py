@@ -6,7 +6,7 @@
 
 The sweep (`SWEEPS`, a Hydra multirun of `python -m dann.train`; finished runs are not
 trained again) evaluates often, and every evaluation of every run is a checkpoint a
-validator could pick: its label-free criteria (`dann.selection.CRITERIA`) and its target
+validator could pick: its label-free criteria (`dann.selection.VALIDATORS`) and its target
 test accuracy are in the run's `metrics.jsonl`. For each validator the table gives:
 
   rank corr.   Spearman's correlation with target accuracy over all checkpoints (signed so
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from dann.runs import METRICS_FILE, load_metrics
-from dann.selection import CRITERIA
+from dann.selection import VALIDATORS
 
 SWEEPS = {
     "moons": ["+experiment=moons", "trainer.eval_every=200", "optimizer.lr=0.01,0.05,0.2", "schedule.adaptation.scale=0.3,1,3", "seed=0,1"],
@@ -84,10 +84,10 @@ def study(runs: list[list[dict]]) -> list[dict]:
          "sweep": accuracy.max()},
         {"validator": "last", "per_run": np.mean([run[-1]["target_test_accuracy"] for run in runs])},
     ]  # fmt: skip
-    for criterion, direction in CRITERIA.items():
+    for criterion, validator in VALIDATORS.items():
         if not all(criterion in record and np.isfinite(record[criterion]) for record in every):
             continue  # not logged by these runs (older code) or not finite somewhere
-        sign = 1.0 if direction == "higher" else -1.0
+        sign = 1.0 if validator.prefers == "higher" else -1.0
 
         def pick(records: list[dict]) -> dict:
             return max(records, key=lambda record: sign * record[criterion])

@@ -337,21 +337,38 @@ def test_cdan_refuses_map_dimensions_other_than_its_models():
 @pytest.mark.parametrize("name", ALGORITHMS)
 def test_an_algorithm_config_sets_only_what_differs_from_its_constructor(name):
     """Defaults have one source, the constructor: an option file that repeats one, or disagrees with it unasked, fails."""
-    import inspect
-
     from omegaconf import OmegaConf
 
     path = CONFIG_DIR / "algorithm" / f"{name}.yaml"
     written = {key: value for key, value in OmegaConf.to_container(OmegaConf.load(path)).items() if key != "defaults"}
     cfg = compose_config([*MOONS, f"algorithm={name}"])
-    parameters = inspect.signature(get_class(cfg.algorithm._target_).__init__).parameters
+    defaults = {key: default for key, (_, default) in get_class(cfg.algorithm._target_).settings().items()}
     composed = OmegaConf.to_container(cfg.algorithm, resolve=True)
+    assert set(composed) == {"_target_", *defaults}, f"{name}: the config's keys are not the constructor's hyperparameters"
     for key, value in composed.items():
         if key == "_target_" or key in written:
             continue
-        assert value == parameters[key].default, f"{name}: {key}={value!r} composed, {parameters[key].default!r} in the constructor"
-    repeated = [key for key, value in written.items() if not str(value).startswith("${") and value == parameters[key].default]
+        assert value == defaults[key], f"{name}: {key}={value!r} composed, {defaults[key]!r} in the constructor"
+    repeated = [key for key, value in written.items() if not str(value).startswith("${") and value == defaults[key]]
     assert repeated == [], f"{path.name} repeats the constructor's defaults of {repeated}"
+
+
+def test_each_algorithm_accepts_exactly_the_hyperparameters_it_uses():
+    from dann.config import ALGORITHM_SCHEMAS
+
+    for algorithm in ALGORITHM_SCHEMAS.values():  # every range rule belongs to an accepted hyperparameter
+        assert set(algorithm.HYPERPARAMETERS) <= set(algorithm.settings()), algorithm.__name__
+    # DIRT-T extends VADA: VADA's hyperparameters, with VADA's defaults, and its own.
+    assert {**VADA.settings(), **DIRTT.settings()} == DIRTT.settings()
+    assert set(DIRTT.settings()) - set(VADA.settings()) == {"refinement_fraction", "teacher_weight", "teacher_update_every"}
+    # DANN's self-training settings are not VADA's or CDAN's: passing one is an error, not silently ignored.
+    model = _built("vada")[0].model
+    for algorithm in (VADA, DIRTT):
+        with pytest.raises(TypeError, match="unexpected keyword argument 'pseudo_label_weight'"):
+            algorithm(model, keras.optimizers.SGD(0.01), lambda progress: 1.0, total_steps=10, pseudo_label_weight=1.0)
+    cdan_model = _built("cdan")[0].model
+    with pytest.raises(TypeError, match="unexpected keyword argument 'teacher_decay'"):
+        CDAN(cdan_model, keras.optimizers.SGD(0.01), lambda progress: 1.0, total_steps=10, teacher_decay=0.9)
 
 
 def test_multilinear_map_is_the_outer_product_or_its_randomised_approximation():

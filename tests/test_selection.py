@@ -11,10 +11,25 @@ from tests_support import TINY_OVERRIDES
 from dann.config import compose_config
 from dann.data import moons_domains
 from dann.experiment import train
-from dann.health import prediction_health
-from dann.health.predictions import soft_neighborhood_density
 from dann.models import build_dann_model, classifier_head, dense_stack
-from dann.selection import CRITERIA, _sigmoid, density_ratio, dev_risk, improves, label_free_features, reverse_validation_accuracy
+from dann.selection import (
+    VALIDATORS,
+    LabelFreeEvidence,
+    _sigmoid,
+    batch_nuclear_norm,
+    density_ratio,
+    dev_risk,
+    information_maximization,
+    label_free_evidence,
+    neighborhood_density,
+    reverse_validation_accuracy,
+    validator,
+)
+
+
+def predictions_only(logits) -> LabelFreeEvidence:
+    """Evidence holding only target logits: what the prediction-based validators read."""
+    return LabelFreeEvidence(None, None, None, None, None, tf.constant(logits, tf.float32))
 
 
 def test_density_ratio_is_one_without_shift_and_follows_the_target_with_it():
@@ -41,13 +56,14 @@ def test_dev_risk_never_reads_the_target_test_split():
     poisoned = tf.data.Dataset.from_tensor_slices((np.full((200, 2), np.nan, np.float32), np.zeros(200, np.int64)))
     datasets = dataclasses.replace(datasets, target_test=poisoned)  # any use of it would give NaN
     model = build_dann_model(dense_stack([8]), classifier_head([], num_outputs=2), classifier_head([4], num_outputs=1), (2,))
-    assert np.isfinite(dev_risk(model, label_free_features(model, datasets)))
+    assert np.isfinite(dev_risk(label_free_evidence(model, datasets)))
 
 
 def test_prediction_criteria_prefer_confident_predictions_spread_over_the_classes():
     balanced, collapsed, uncertain = 50.0 * np.eye(4)[[0, 1, 2, 3] * 4], 50.0 * np.eye(4)[[2] * 16], np.zeros((16, 4))
     scores = {
-        name: prediction_health(logits) for name, logits in (("balanced", balanced), ("collapsed", collapsed), ("uncertain", uncertain))
+        name: {score.__name__: score(predictions_only(logits)) for score in (information_maximization, batch_nuclear_norm)}
+        for name, logits in (("balanced", balanced), ("collapsed", collapsed), ("uncertain", uncertain))
     }
     assert scores["balanced"]["information_maximization"] == pytest.approx(np.log(4), abs=1e-6)
     assert scores["collapsed"]["information_maximization"] == pytest.approx(0.0, abs=1e-6)
@@ -59,12 +75,27 @@ def test_prediction_criteria_prefer_confident_predictions_spread_over_the_classe
     assert scores["balanced"]["batch_nuclear_norm"] > scores["uncertain"]["batch_nuclear_norm"]
 
 
-def test_improves_follows_each_criterion_direction():
-    assert improves("dev_risk", 0.5, float("nan")) and improves("dev_risk", 0.4, 0.5) and not improves("dev_risk", 0.6, 0.5)
-    assert improves("source_test_accuracy", 0.9, 0.8) and not improves("source_test_accuracy", 0.8, 0.8)
+def test_improves_follows_each_validator_direction():
+    lower, higher = VALIDATORS["dev_risk"], VALIDATORS["source_test_accuracy"]
+    assert lower.improves(0.5, float("nan")) and lower.improves(0.4, 0.5) and not lower.improves(0.6, 0.5)
+    assert higher.improves(0.9, 0.8) and not higher.improves(0.8, 0.8)
 
 
-@pytest.mark.parametrize("criterion", list(CRITERIA))
+def test_a_validator_is_registered_by_one_decorator():
+    @validator("lower")
+    def planted_validator(evidence):
+        return 0.0
+
+    try:
+        assert VALIDATORS["planted_validator"].prefers == "lower" and VALIDATORS["planted_validator"].score is planted_validator
+    finally:
+        del VALIDATORS["planted_validator"]
+    with pytest.raises(ValueError, match="'higher' or 'lower'"):
+        validator("larger")
+
+
+# One validator of each direction: every registered one goes through the same selection code.
+@pytest.mark.parametrize("criterion", ["dev_risk", "soft_neighborhood_density"])
 def test_select_keeps_the_preferred_evaluation(tmp_path, criterion):
     cfg = compose_config(
         [
@@ -81,7 +112,8 @@ def test_select_keeps_the_preferred_evaluation(tmp_path, criterion):
     evaluations = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     evaluations = [line for line in evaluations if criterion in line]
     assert [line["step"] for line in evaluations] == [10, 20, 30, 40, 50, 60]
-    best = (min if CRITERIA[criterion] == "lower" else max)(evaluations, key=lambda line: line[criterion])
+    assert set(VALIDATORS) <= set(evaluations[0])  # every registered validator is logged at each evaluation
+    best = (min if VALIDATORS[criterion].prefers == "lower" else max)(evaluations, key=lambda line: line[criterion])
     assert results["selected_step"] == best["step"]
     assert results["target_test_accuracy"] == best["target_test_accuracy"]  # the saved model is the selected one
 
@@ -90,10 +122,11 @@ def test_soft_neighborhood_density_is_higher_for_clustered_than_for_scattered_pr
     rng = np.random.default_rng(0)
     clustered = np.eye(4)[rng.integers(0, 4, 200)] * 0.9 + 0.025  # four tight clusters
     scattered = rng.dirichlet(np.ones(4), 200)
-    assert soft_neighborhood_density(clustered) > soft_neighborhood_density(scattered)
+    assert neighborhood_density(clustered) > neighborhood_density(scattered)
     # Identical rows: each neighbourhood is uniform over the N - 1 others.
-    assert soft_neighborhood_density(np.full((50, 4), 0.25)) == pytest.approx(np.log(49))
-    assert "soft_neighborhood_density" in prediction_health(np.log(clustered))
+    assert neighborhood_density(np.full((50, 4), 0.25)) == pytest.approx(np.log(49))
+    snd = VALIDATORS["soft_neighborhood_density"].score(predictions_only(np.log(clustered)))
+    assert snd == pytest.approx(neighborhood_density(clustered))
 
 
 def test_reverse_validation_rewards_pseudo_labels_that_transfer_back_to_the_source():
@@ -114,7 +147,7 @@ def test_reverse_validation_rewards_pseudo_labels_that_transfer_back_to_the_sour
         head = keras.Sequential([keras.layers.Input((2,)), keras.layers.Dense(2)])
         head.layers[-1].set_weights([np.array(kernel, np.float32), np.zeros(2, np.float32)])
         model = build_dann_model(identity, head, classifier_head([4], num_outputs=1), (2,))
-        return reverse_validation_accuracy(model, label_free_features(model, datasets))
+        return reverse_validation_accuracy(label_free_evidence(model, datasets))
 
     assert reverse_accuracy([[-1.0, 1.0], [0.0, 0.0]]) == 1.0  # logit of class 1 grows with x0
     assert 0.3 < reverse_accuracy([[0.0, 0.0], [-1.0, 1.0]]) < 0.7  # pseudo-labels by x1 > 0: unrelated to the class
@@ -125,4 +158,4 @@ def test_reverse_validation_never_reads_the_target_test_split():
     poisoned = tf.data.Dataset.from_tensor_slices((np.full((200, 2), np.nan, np.float32), np.zeros(200, np.int64)))
     datasets = dataclasses.replace(datasets, target_test=poisoned)
     model = build_dann_model(dense_stack([8]), classifier_head([], num_outputs=2), classifier_head([4], num_outputs=1), (2,))
-    assert 0.0 <= reverse_validation_accuracy(model, label_free_features(model, datasets)) <= 1.0
+    assert 0.0 <= reverse_validation_accuracy(label_free_evidence(model, datasets)) <= 1.0

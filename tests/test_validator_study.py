@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dann.selection import CRITERIA
+from dann.selection import VALIDATORS
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "validator_study.py"
 spec = importlib.util.spec_from_file_location("validator_study", SCRIPT)
@@ -24,7 +24,7 @@ def _sweep(tmp_path: Path) -> Path:
         (tmp_path / job).mkdir()
         records = [{"step": 10, "label_loss": 0.3}]  # a training record, ignored
         for step, accuracy in zip((10, 20, 30), run):
-            records.append({"step": step, "target_test_accuracy": accuracy, **{c: accuracy for c in CRITERIA}, "dev_risk": accuracy})
+            records.append({"step": step, "target_test_accuracy": accuracy, **{c: accuracy for c in VALIDATORS}, "dev_risk": accuracy})
         (tmp_path / job / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     return tmp_path
 

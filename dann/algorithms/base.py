@@ -9,8 +9,10 @@ variable, `k` updates per compiled call, `tf.distribute`, mixed precision) is he
 
 from __future__ import annotations
 
+import inspect
+import typing
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import keras
 import tensorflow as tf
@@ -21,6 +23,10 @@ from dann.models import COMPONENTS, DANNModel
 Metrics = dict[str, tf.Tensor]
 GradientsAndVariables = list[tuple[tf.Tensor | None, tf.Variable]]
 FEATURE_PASSES = ("joint", "per_domain")
+# The constructor arguments every algorithm passes on to `Algorithm`: how it trains, not what it optimises.
+MACHINERY = ("jit_compile", "strategy", "feature_pass")
+# The constructor arguments that come from other parts of a run (the model, its optimizer, the schedule, the steps).
+SUPPLIED = ("model", "optimizer", "adaptation_schedule", "total_steps")
 FEATURE_EXTRACTOR, LABEL_CLASSIFIER, DOMAIN_CLASSIFIER = "feature_extractor", "label_classifier", "domain_classifier"
 CLASSIFIER = frozenset({FEATURE_EXTRACTOR, LABEL_CLASSIFIER})  # what a loss on class predictions reaches
 ADVERSARY = frozenset({FEATURE_EXTRACTOR, DOMAIN_CLASSIFIER})  # what the domain loss reaches (reversed, at the features)
@@ -46,7 +52,9 @@ class Algorithm:
 
     Subclasses define `forward`, `total_loss` and `gradient_paths` (and may override the
     hooks `before_update`, `training_datasets`, `checkpoint_state`, `classifier` and `finish`); their constructors
-    take their hyperparameters by keyword and pass the rest here.
+    take their hyperparameters by keyword and pass the rest, `**machinery`, here. A subclass that
+    extends another algorithm's hyperparameters takes them as `**<parent>_settings` instead and
+    passes them to the parent's constructor (`DIRTT` takes VADA's so); `settings()` lists them all.
 
     Args:
         model: the three networks.
@@ -98,6 +106,29 @@ class Algorithm:
             self.optimizer.build(model.trainable_variables)  # slots exist before any trace
         if jit_compile:  # XLA compiles each replica's step; the loops around it stay plain graphs
             self._replica_update = tf.function(self._replica_update, jit_compile=True)
+
+    @classmethod
+    def settings(cls) -> dict[str, tuple[Any, Any]]:
+        """`{name: (type, default)}` of every hyperparameter the constructor accepts (what the config may set)."""
+        if cls is Algorithm:
+            return {}
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        hints = typing.get_type_hints(cls.__init__)
+        own = {
+            parameter.name: (hints[parameter.name], parameter.default)
+            for parameter in parameters
+            if parameter.name not in ("self", *SUPPLIED) and parameter.kind is not inspect.Parameter.VAR_KEYWORD
+        }
+        extends = any(p.kind is inspect.Parameter.VAR_KEYWORD and p.name != "machinery" for p in parameters)
+        return {**(cls.__base__.settings() if extends else {}), **own}
+
+    @classmethod
+    def only_machinery(cls, machinery: dict[str, Any]) -> dict[str, Any]:
+        """`machinery`, or `TypeError` naming an argument outside `MACHINERY` (a parent's hyperparameter this class does not use)."""
+        unexpected = sorted(set(machinery) - set(MACHINERY))
+        if unexpected:
+            raise TypeError(f"{cls.__name__}.__init__() got an unexpected keyword argument {unexpected[0]!r}")
+        return machinery
 
     @classmethod
     def check_hyperparameters(cls, **values: float) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from dann import losses
-from dann.algorithms.base import POSITIVE_INTEGER, Metrics
+from dann.algorithms.base import NON_NEGATIVE, POSITIVE_INTEGER, Metrics
 from dann.algorithms.dann import DANN, classification_terms, domain_terms
 from dann.layers import MultilinearMap
 
@@ -38,7 +38,12 @@ class CDAN(DANN):
         **machinery: `jit_compile`, `strategy`, `feature_pass` (see `Algorithm`).
     """
 
-    HYPERPARAMETERS = {**DANN.HYPERPARAMETERS, "max_full_dim": POSITIVE_INTEGER, "randomized_dim": POSITIVE_INTEGER}
+    HYPERPARAMETERS = {
+        "domain_loss_weight": NON_NEGATIVE,
+        "target_entropy_weight": NON_NEGATIVE,
+        "max_full_dim": POSITIVE_INTEGER,
+        "randomized_dim": POSITIVE_INTEGER,
+    }
     CONSTANTS = ("domain_conditioning_probabilities",)
 
     def __init__(
@@ -68,7 +73,15 @@ class CDAN(DANN):
                 f"the model with domain_conditioning={type(self).__name__}.domain_conditioning(max_full_dim, randomized_dim)."
             )
         self.entropy_conditioning = entropy_conditioning
-        super().__init__(model, optimizer, adaptation_schedule, total_steps, domain_loss_weight, target_entropy_weight, **machinery)
+        super().__init__(
+            model,
+            optimizer,
+            adaptation_schedule,
+            total_steps,
+            domain_loss_weight,
+            target_entropy_weight,
+            **self.only_machinery(machinery),
+        )
 
     @staticmethod
     def domain_conditioning(max_full_dim: int = 4096, randomized_dim: int = 1024, **_) -> MultilinearMap:

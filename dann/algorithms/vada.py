@@ -38,7 +38,12 @@ class VADA(DANN):
         **machinery: `jit_compile`, `strategy`, `feature_pass` (see `Algorithm`).
     """
 
-    HYPERPARAMETERS = {**DANN.HYPERPARAMETERS, "source_vat_weight": NON_NEGATIVE, "vat_radius": POSITIVE}
+    HYPERPARAMETERS = {
+        "domain_loss_weight": NON_NEGATIVE,
+        "target_entropy_weight": NON_NEGATIVE,
+        "source_vat_weight": NON_NEGATIVE,
+        "vat_radius": POSITIVE,
+    }
     CONSTANTS = ("source_perturbation", "target_perturbation")
     # VAT penalises small changes of the prediction, near bfloat16's resolution. On MNIST-M
     # bfloat16 averaged 2.0 (VADA) and 2.3 (DIRT-T) points under float32 over 3 seeds, where
@@ -61,7 +66,15 @@ class VADA(DANN):
         self.check_hyperparameters(source_vat_weight=source_vat_weight, vat_radius=vat_radius)
         self.source_vat_weight = source_vat_weight
         self.vat_radius = vat_radius
-        super().__init__(model, optimizer, adaptation_schedule, total_steps, domain_loss_weight, target_entropy_weight, **machinery)
+        super().__init__(
+            model,
+            optimizer,
+            adaptation_schedule,
+            total_steps,
+            domain_loss_weight,
+            target_entropy_weight,
+            **self.only_machinery(machinery),
+        )
         with self.strategy.scope():
             self.vat_noise = tf.random.Generator.from_seed(seed)
 
@@ -125,8 +138,7 @@ class DIRTT(VADA):
         teacher_weight: `beta`, > 0; `None` (the default): equal to `lambda_t`
             (`target_entropy_weight`), as in the paper's code, where both are 0.01.
         teacher_update_every: steps between teacher snapshots during refinement, >= 1.
-        source_vat_weight, target_entropy_weight, vat_radius, domain_loss_weight, seed: as in `VADA`.
-        **machinery: `jit_compile`, `strategy`, `feature_pass` (see `Algorithm`).
+        **vada_settings: `VADA`'s hyperparameters (and `jit_compile`, `strategy`, `feature_pass`), as in `VADA`.
     """
 
     HYPERPARAMETERS = {
@@ -146,31 +158,15 @@ class DIRTT(VADA):
         refinement_fraction: float = 0.3,
         teacher_weight: float | None = None,
         teacher_update_every: int = 1000,
-        source_vat_weight: float = 1.0,
-        target_entropy_weight: float = 0.01,
-        vat_radius: float = 0.063,
-        domain_loss_weight: float = 1.0,
-        seed: int = 0,
-        **machinery,
+        **vada_settings,
     ):
         self.check_hyperparameters(
             refinement_fraction=refinement_fraction, teacher_weight=teacher_weight, teacher_update_every=teacher_update_every
         )
+        super().__init__(model, optimizer, adaptation_schedule, total_steps, **vada_settings)
         self.refinement_start = round(total_steps * (1.0 - refinement_fraction))
-        self.teacher_weight = target_entropy_weight if teacher_weight is None else teacher_weight
+        self.teacher_weight = self.target_entropy_weight if teacher_weight is None else teacher_weight
         self.teacher_update_every = int(teacher_update_every)
-        super().__init__(
-            model,
-            optimizer,
-            adaptation_schedule,
-            total_steps,
-            source_vat_weight,
-            target_entropy_weight,
-            vat_radius,
-            domain_loss_weight,
-            seed,
-            **machinery,
-        )
         with self.strategy.scope():
             self.teacher = frozen_classifier(model, name="teacher")
             self.refining = tf.Variable(0.0, trainable=False, name="refining")  # 1.0 once refinement has begun
