@@ -6,7 +6,7 @@ from dann.gradient_checks import GradientCoverageError, gradient_coverage, gradi
 from dann.keras_model import DomainAdversarialModel
 from dann.layers import GradientReversal, reverse_gradient
 from dann.loop import NonFiniteLossError, TrainerSettings, fit
-from dann.models import DANNModel, build_dann_model, classifier_head, conv_stack, dense_stack
+from dann.models import AdaptationModel, build_adaptation_model, classifier_head, conv_stack, dense_stack
 from dann.runs import RunDirectoryError, load_model
 
 __all__ = [
@@ -17,14 +17,14 @@ __all__ = [
     "Algorithm",
     "SourceOnly",
     "TargetOnly",
-    "DANNModel",
+    "AdaptationModel",
     "DomainAdversarialModel",
     "GradientCoverageError",
     "GradientReversal",
     "TrainerSettings",
     "NonFiniteLossError",
     "RunDirectoryError",
-    "build_dann_model",
+    "build_adaptation_model",
     "classifier_head",
     "conv_stack",
     "data",

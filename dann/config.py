@@ -27,7 +27,7 @@ from dann.data import DomainDatasets
 from dann.devices import STRATEGIES
 from dann.gradient_checks import GradientCoverageError
 from dann.loop import NonFiniteLossError, TrainerSettings
-from dann.models import DANNModel, build_dann_model
+from dann.models import AdaptationModel, build_adaptation_model
 from dann.precision import PRECISIONS, PrecisionChoice, choose_precision, dtype_policy, probe_bfloat16_speedup
 from dann.selection import SELECT_OPTIONS
 
@@ -197,7 +197,7 @@ def probe_batch(cfg: DictConfig) -> int:
     return batch // (cfg.trainer.cpu_devices if cfg.trainer.strategy == "mirrored" else 1)
 
 
-def build_model(cfg: DictConfig, datasets: DomainDatasets, precision: str | None = None) -> DANNModel:
+def build_model(cfg: DictConfig, datasets: DomainDatasets, precision: str | None = None) -> AdaptationModel:
     """The three networks of `cfg.model`, sized for `datasets`, composed, in the Keras dtype policy `precision`.
 
     `precision` `None`: the one `choose_run_precision` gives (which may time the network once).
@@ -205,7 +205,7 @@ def build_model(cfg: DictConfig, datasets: DomainDatasets, precision: str | None
     if precision is None:
         precision = choose_run_precision(cfg, datasets).policy
     with dtype_policy(precision):
-        return build_dann_model(
+        return build_adaptation_model(
             feature_extractor=_instantiate(cfg.model.feature_extractor, name="feature_extractor"),
             label_classifier=_instantiate(cfg.model.label_classifier, num_outputs=datasets.num_classes, name="label_classifier"),
             domain_classifier=_instantiate(cfg.model.domain_classifier, num_outputs=1, name="domain_classifier"),
@@ -225,7 +225,7 @@ def build_optimizer(cfg: DictConfig, precision: str = "float32") -> keras.optimi
     return optimizer
 
 
-def build_algorithm(cfg: DictConfig, model: DANNModel, strategy: tf.distribute.Strategy | None = None) -> Algorithm:
+def build_algorithm(cfg: DictConfig, model: AdaptationModel, strategy: tf.distribute.Strategy | None = None) -> Algorithm:
     """The algorithm of `cfg.algorithm` training `model` (built in `strategy`'s scope, if given) as `cfg` describes."""
     with (strategy or tf.distribute.get_strategy()).scope():
         optimizer = build_optimizer(cfg, model.dtype_policy.name)

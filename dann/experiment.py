@@ -8,7 +8,7 @@ A finished run directory (see `dann.runs`) holds:
   results.json    final accuracies (and the splits they are of), steps, train_seconds, seed, precision (and
                   precision_choice: why, and what auto measured), and domain separability
                   (domain classifier accuracy, proxy A-distance of inputs and of features)
-  model.keras     the trained `DANNModel`; load it with `dann.load_model(run_dir)`
+  model.keras     the trained `AdaptationModel`; load it with `dann.load_model(run_dir)`
   *.png           learning curves and feature embeddings (`dann.plot`), with the `plot` extra
 
 Running the same config with the same run directory again resumes from the last

@@ -29,7 +29,7 @@ from dann.config import build_datasets, build_model  # noqa: E402
 from dann.data import DomainDatasets  # noqa: E402
 from dann.data.domains import test_samples  # noqa: E402
 from dann.health.advice import linear_probe_accuracy  # noqa: E402
-from dann.models import COMPONENTS, DANNModel  # noqa: E402
+from dann.models import COMPONENTS, AdaptationModel  # noqa: E402
 from dann.runs import EMBEDDING_FILE, HEALTH_FILE, LEARNING_CURVES_FILE, load_config, load_metrics, load_model  # noqa: E402
 
 DOMAIN_COLOURS = {"source": "tab:blue", "target": "tab:red"}
@@ -135,7 +135,7 @@ def _save(figure, run_dir: Path, name: str) -> Path:
     return path
 
 
-def plot_embeddings(models: dict[str, DANNModel], datasets: DomainDatasets, path: Path, max_examples: int, seed: int = 0) -> None:
+def plot_embeddings(models: dict[str, AdaptationModel], datasets: DomainDatasets, path: Path, max_examples: int, seed: int = 0) -> None:
     """One t-SNE panel per model of its source and target test features."""
     samples = test_samples(datasets, max_examples)
     figure, panels = plt.subplots(1, len(models), figsize=(6 * len(models), 6), squeeze=False)

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from dann.data.domains import DomainDatasets, test_samples
 from dann.losses import domain_labels
-from dann.models import DANNModel
+from dann.models import AdaptationModel
 
 
 def evaluate_classifier(
@@ -109,7 +109,7 @@ def _linear_svm_predictions(x_train: np.ndarray, y_train: np.ndarray, x_test: np
 
 
 def domain_metrics(
-    model: DANNModel, datasets: DomainDatasets, max_examples: int = 2000, seed: int = 0, pad_classifiers: tuple[str, ...] = ("ridge",)
+    model: AdaptationModel, datasets: DomainDatasets, max_examples: int = 2000, seed: int = 0, pad_classifiers: tuple[str, ...] = ("ridge",)
 ) -> dict:
     """How separable the domains are on held-out test examples, in input space and in feature space.
 

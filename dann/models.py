@@ -264,7 +264,7 @@ def classifier_head(
 
 
 @keras.saving.register_keras_serializable(package="dann")
-class DANNModel(keras.Model):
+class AdaptationModel(keras.Model):
     """Feature extractor, label classifier, and domain classifier behind a gradient reversal.
 
     `call` is the deployed classifier (features, then label logits); training code
@@ -359,31 +359,35 @@ class DANNModel(keras.Model):
         return config
 
     @classmethod
-    def from_config(cls, config: dict) -> "DANNModel":
+    def from_config(cls, config: dict) -> "AdaptationModel":
         networks = {name: keras.saving.deserialize_keras_object(config.pop(name)) for name in COMPONENTS}
         if config.get("domain_conditioning") is not None:
             config["domain_conditioning"] = keras.saving.deserialize_keras_object(config["domain_conditioning"])
         return cls(**networks, **config)
 
 
-def build_dann_model(
+# `model.keras` files written before the class had its present name call it `DANNModel`: they load as `AdaptationModel`.
+keras.saving.get_custom_objects()["dann>DANNModel"] = AdaptationModel
+
+
+def build_adaptation_model(
     feature_extractor: keras.Model,
     label_classifier: keras.Model,
     domain_classifier: keras.Model,
     input_shape: Sequence[int],
     domain_conditioning: keras.layers.Layer | None = None,
-) -> DANNModel:
-    """Composes three networks into a built `DANNModel` for inputs `(batch, *input_shape)`.
+) -> AdaptationModel:
+    """Composes three networks into a built `AdaptationModel` for inputs `(batch, *input_shape)`.
 
     `domain_conditioning` (e.g. `dann.layers.MultilinearMap()` for CDAN) sits between the
-    features and the domain classifier; see `DANNModel`.
+    features and the domain classifier; see `AdaptationModel`.
     """
-    model = DANNModel(feature_extractor, label_classifier, domain_classifier, domain_conditioning, name="dann")
+    model = AdaptationModel(feature_extractor, label_classifier, domain_classifier, domain_conditioning, name="dann")
     model.build((None, *input_shape))
     return model
 
 
-def frozen_classifier(model: DANNModel, name: str) -> keras.Sequential:
+def frozen_classifier(model: AdaptationModel, name: str) -> keras.Sequential:
     """A non-trainable copy of `model`'s classifier (feature extractor, then label classifier), with its current weights.
 
     The teachers of self-training and DIRT-T; `classifier_weights(model)` lists the weights in the copy's order.
@@ -396,7 +400,7 @@ def frozen_classifier(model: DANNModel, name: str) -> keras.Sequential:
     return copy
 
 
-def classifier_weights(model: DANNModel) -> list:
+def classifier_weights(model: AdaptationModel) -> list:
     """The weights of `model`'s feature extractor, then of its label classifier (the order of `frozen_classifier`)."""
     return model.feature_extractor.weights + model.label_classifier.weights
 

@@ -8,7 +8,7 @@
     tensorboard/          the same figures as TensorBoard events
     checkpoints/          `tf.train.CheckpointManager` checkpoints (`dann.loop`)
     selected.weights.h5   the weights `trainer.select` prefers so far
-    model.keras           the trained `DANNModel` (`load_model`)
+    model.keras           the trained `AdaptationModel` (`load_model`)
     results.json          final figures; written last, it marks the run finished (`load_results`)
     learning_curves.png, health.png, embedding.png   figures (`dann.figures`)
     export/               the SavedModel of `python -m dann.export`
@@ -84,7 +84,7 @@ def load_config(run_dir: str | Path) -> DictConfig:
 
 
 def load_model(run_dir: str | Path) -> keras.Model:
-    """The trained `DANNModel` of a finished run; `model(images)` gives class logits."""
+    """The trained `AdaptationModel` of a finished run; `model(images)` gives class logits."""
     path = Path(run_dir) / MODEL_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: is {run_dir} a finished `python -m dann.train` run directory?")

@@ -45,7 +45,7 @@ import tensorflow as tf
 
 from dann.data.domains import DomainDatasets, label_free_samples
 from dann.health.predictions import prediction_health
-from dann.models import DANNModel
+from dann.models import AdaptationModel
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class LabelFreeEvidence:
         seed: seeds any random draw of a validator.
     """
 
-    model: DANNModel
+    model: AdaptationModel
     source_labels: tf.Tensor
     source_features: tf.Tensor
     target_inputs: tf.Tensor
@@ -80,7 +80,7 @@ class LabelFreeEvidence:
 
 
 def label_free_evidence(
-    model: DANNModel,
+    model: AdaptationModel,
     datasets: DomainDatasets,
     classifier: keras.Model | None = None,
     source_test_accuracy: float = math.nan,

@@ -38,7 +38,7 @@ from dann.config import build_algorithm, build_datasets, build_model, choose_run
 from dann.data import DomainDatasets, training_batches
 from dann.layers import GradientReversal
 from dann.loop import TrainerSettings
-from dann.models import DANNModel
+from dann.models import AdaptationModel
 from dann.precision import device_name, time_interleaved
 
 DEFAULT_EXPERIMENT = "+experiment=mnist_m_paper"
@@ -60,7 +60,7 @@ def layer_flops(network: keras.Sequential, input_shape: tuple[int, ...]) -> int:
     return flops
 
 
-def training_flops_per_image(model: DANNModel, input_shape: tuple[int, ...]) -> int:
+def training_flops_per_image(model: AdaptationModel, input_shape: tuple[int, ...]) -> int:
     """FLOPs of one training image: the forward pass through all three networks, times 3 for the backward.
 
     The backward pass costs two forward passes (gradients of the inputs and of the
@@ -79,7 +79,7 @@ def training_flops_per_image(model: DANNModel, input_shape: tuple[int, ...]) -> 
     return 3 * forward
 
 
-def naive_compiled_step(model: DANNModel) -> Callable[..., tf.Tensor]:
+def naive_compiled_step(model: AdaptationModel) -> Callable[..., tf.Tensor]:
     """DANN's update as a user writes it from the paper: one compiled update per call, Keras' losses, its own SGD.
 
     The baseline `dann`'s step is compared with: the same networks (built in Keras' default
@@ -174,7 +174,12 @@ def benchmark(overrides: list[str], steps: int = 100, repeats: int = 5) -> dict:
 
 
 def _measurement_runs(
-    algorithms: dict[str, Algorithm], policy: str, naive_model: DANNModel, datasets: DomainDatasets, settings: TrainerSettings, steps: int
+    algorithms: dict[str, Algorithm],
+    policy: str,
+    naive_model: AdaptationModel,
+    datasets: DomainDatasets,
+    settings: TrainerSettings,
+    steps: int,
 ) -> tuple[dict[str, Callable[[], None]], list[float], dict[str, int]]:
     """The measurements, each a callable run once per round: the compiled step in each of `algorithms`' precisions,
     the pipeline and the eager step in `policy`, and the naive step; the list the pipeline run appends its seconds

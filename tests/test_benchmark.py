@@ -1,9 +1,9 @@
-from dann.models import build_dann_model, classifier_head, conv_stack
+from dann.models import build_adaptation_model, classifier_head, conv_stack
 from dann.speed import benchmark, training_flops_per_image
 
 
 def test_flops_of_the_paper_model_match_a_hand_count():
-    model = build_dann_model(
+    model = build_adaptation_model(
         conv_stack(name="feature_extractor"),
         classifier_head([100, 100], num_outputs=10, name="label_classifier"),
         classifier_head([100], num_outputs=1, name="domain_classifier"),

@@ -6,11 +6,19 @@ from hydra.utils import instantiate
 
 from dann.config import compose_config
 from dann.data import MissingDataError
-from dann.models import DANNModel, build_dann_model, classifier_head, conv_stack, dense_stack, pretrained_backbone, small_vada_cnn
+from dann.models import (
+    AdaptationModel,
+    build_adaptation_model,
+    classifier_head,
+    conv_stack,
+    dense_stack,
+    pretrained_backbone,
+    small_vada_cnn,
+)
 
 
 def _paper_mnist_model():
-    return build_dann_model(
+    return build_adaptation_model(
         conv_stack(name="feature_extractor"),
         classifier_head([100, 100], num_outputs=10, name="label_classifier"),
         classifier_head([100], num_outputs=1, name="domain_classifier"),
@@ -40,7 +48,7 @@ def test_components_are_exposed_in_order():
 
 
 def test_save_and_load_round_trip(tmp_path):
-    model = build_dann_model(
+    model = build_adaptation_model(
         dense_stack([8], name="feature_extractor"),
         classifier_head([], num_outputs=3, name="label_classifier"),
         classifier_head([4], num_outputs=1, name="domain_classifier"),
@@ -49,7 +57,7 @@ def test_save_and_load_round_trip(tmp_path):
     x = tf.random.normal((7, 5))
     model.save(tmp_path / "model.keras")
     restored = keras.saving.load_model(tmp_path / "model.keras")
-    assert isinstance(restored, DANNModel)
+    assert isinstance(restored, AdaptationModel)
     np.testing.assert_allclose(restored(x).numpy(), model(x).numpy(), rtol=1e-6)
     features = restored.feature_extractor(x)
     np.testing.assert_allclose(
@@ -57,6 +65,24 @@ def test_save_and_load_round_trip(tmp_path):
         model.domain_logits(model.feature_extractor(x), tf.constant(1.0)).numpy(),
         rtol=1e-6,
     )
+
+
+def test_a_model_file_that_names_the_class_dann_model_still_loads(tmp_path):
+    import zipfile
+
+    model = build_adaptation_model(dense_stack([4]), classifier_head([], num_outputs=2), classifier_head([], num_outputs=1), (3,))
+    model.save(tmp_path / "model.keras")
+    with zipfile.ZipFile(tmp_path / "model.keras") as saved, zipfile.ZipFile(tmp_path / "old.keras", "w") as old:
+        for item in saved.infolist():
+            content = saved.read(item)
+            if item.filename == "config.json":
+                assert b'"AdaptationModel"' in content
+                content = content.replace(b"AdaptationModel", b"DANNModel")
+            old.writestr(item, content)
+    restored = keras.saving.load_model(tmp_path / "old.keras")
+    assert isinstance(restored, AdaptationModel)
+    x = tf.random.normal((2, 3))
+    np.testing.assert_allclose(restored(x).numpy(), model(x).numpy(), rtol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -70,7 +96,7 @@ def test_bad_widths_are_refused(build):
 
 def test_small_vada_cnn_pools_to_its_channels_and_trains_with_noise_only_in_training():
     network = small_vada_cnn(filters=4, name="feature_extractor")
-    model = build_dann_model(
+    model = build_adaptation_model(
         network,
         classifier_head([], num_outputs=10, name="label_classifier"),
         classifier_head([8], num_outputs=1, name="domain_classifier"),
@@ -87,7 +113,7 @@ def test_small_vada_cnn_pools_to_its_channels_and_trains_with_noise_only_in_trai
 @pytest.mark.parametrize("architecture", ["resnet50", "mobilenet_v3_small"])
 def test_pretrained_backbone_trains_every_layer_and_saves(architecture, tmp_path):
     extractor = pretrained_backbone(architecture, weights=None, bottleneck_units=16)
-    model = build_dann_model(extractor, classifier_head([], 3), classifier_head([8], 1), input_shape=(32, 32, 3))
+    model = build_adaptation_model(extractor, classifier_head([], 3), classifier_head([8], 1), input_shape=(32, 32, 3))
     images = tf.random.stateless_uniform((4, 32, 32, 3), [0, 1], minval=-1.0, maxval=1.0)
     with tf.GradientTape() as tape:
         features = model.feature_extractor(images, training=True)

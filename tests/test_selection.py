@@ -11,7 +11,7 @@ from tests_support import TINY_OVERRIDES
 from dann.config import compose_config
 from dann.data import moons_domains
 from dann.experiment import train
-from dann.models import build_dann_model, classifier_head, dense_stack
+from dann.models import build_adaptation_model, classifier_head, dense_stack
 from dann.selection import (
     VALIDATORS,
     LabelFreeEvidence,
@@ -55,7 +55,7 @@ def test_dev_risk_never_reads_the_target_test_split():
     datasets = moons_domains(seed=0, num_train=200, num_test=200)
     poisoned = tf.data.Dataset.from_tensor_slices((np.full((200, 2), np.nan, np.float32), np.zeros(200, np.int64)))
     datasets = dataclasses.replace(datasets, target_test=poisoned)  # any use of it would give NaN
-    model = build_dann_model(dense_stack([8]), classifier_head([], num_outputs=2), classifier_head([4], num_outputs=1), (2,))
+    model = build_adaptation_model(dense_stack([8]), classifier_head([], num_outputs=2), classifier_head([4], num_outputs=1), (2,))
     assert np.isfinite(dev_risk(label_free_evidence(model, datasets)))
 
 
@@ -146,7 +146,7 @@ def test_reverse_validation_rewards_pseudo_labels_that_transfer_back_to_the_sour
     def reverse_accuracy(kernel):
         head = keras.Sequential([keras.layers.Input((2,)), keras.layers.Dense(2)])
         head.layers[-1].set_weights([np.array(kernel, np.float32), np.zeros(2, np.float32)])
-        model = build_dann_model(identity, head, classifier_head([4], num_outputs=1), (2,))
+        model = build_adaptation_model(identity, head, classifier_head([4], num_outputs=1), (2,))
         return reverse_validation_accuracy(label_free_evidence(model, datasets))
 
     assert reverse_accuracy([[-1.0, 1.0], [0.0, 0.0]]) == 1.0  # logit of class 1 grows with x0
@@ -157,5 +157,5 @@ def test_reverse_validation_never_reads_the_target_test_split():
     datasets = moons_domains(seed=0, num_train=200, num_test=200)
     poisoned = tf.data.Dataset.from_tensor_slices((np.full((200, 2), np.nan, np.float32), np.zeros(200, np.int64)))
     datasets = dataclasses.replace(datasets, target_test=poisoned)
-    model = build_dann_model(dense_stack([8]), classifier_head([], num_outputs=2), classifier_head([4], num_outputs=1), (2,))
+    model = build_adaptation_model(dense_stack([8]), classifier_head([], num_outputs=2), classifier_head([4], num_outputs=1), (2,))
     assert 0.0 <= reverse_validation_accuracy(label_free_evidence(model, datasets)) <= 1.0

@@ -18,7 +18,7 @@ import keras
 import tensorflow as tf
 
 from dann.data import DomainDatasets
-from dann.models import COMPONENTS, DANNModel
+from dann.models import COMPONENTS, AdaptationModel
 
 Metrics = dict[str, tf.Tensor]
 GradientsAndVariables = list[tuple[tf.Tensor | None, tf.Variable]]
@@ -48,7 +48,7 @@ NON_NEGATIVE_INTEGER = Rule("an integer >= 0", lambda value: int(value) == value
 
 
 class Algorithm:
-    """Trains a `DANNModel`: one tape over `total_loss(forward(...))`, applied to every trainable variable.
+    """Trains a `AdaptationModel`: one tape over `total_loss(forward(...))`, applied to every trainable variable.
 
     Subclasses define `forward`, `total_loss` and `gradient_paths` (and may override the
     hooks `before_update`, `training_datasets`, `checkpoint_state`, `classifier` and `finish`); their constructors
@@ -83,7 +83,7 @@ class Algorithm:
 
     def __init__(
         self,
-        model: DANNModel,
+        model: AdaptationModel,
         optimizer: keras.optimizers.Optimizer,
         adaptation_schedule: Callable[[tf.Tensor], tf.Tensor] | None,
         total_steps: int,

@@ -27,7 +27,7 @@ class CDAN(DANN):
     by `1 + exp(-H(g))`, normalised to mean 1, which puts the alignment on confidently
     classified examples.
 
-    The model must carry the map: `build_dann_model(..., domain_conditioning=CDAN.domain_conditioning())`;
+    The model must carry the map: `build_adaptation_model(..., domain_conditioning=CDAN.domain_conditioning())`;
     `dann.train` builds it from the config.
 
     Args:
@@ -63,7 +63,7 @@ class CDAN(DANN):
         if model.domain_conditioning is None:
             raise ValueError(
                 f"{type(self).__name__} needs a model whose domain classifier sees the multilinear map: build it with "
-                f"build_dann_model(..., domain_conditioning={type(self).__name__}.domain_conditioning())."
+                f"build_adaptation_model(..., domain_conditioning={type(self).__name__}.domain_conditioning())."
             )
         built = (model.domain_conditioning.max_full_dim, model.domain_conditioning.randomized_dim)
         if built != (max_full_dim, randomized_dim):
