@@ -17,13 +17,13 @@ misses its warning.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
+from dann.grid import GridRun, markdown_table, train_run
 from dann.health.advice import CONSECUTIVE, RULES, streak_score
 from dann.health.report import health_report
-from dann.runs import RESULTS_FILE, load_metrics
+from dann.runs import load_metrics
 
 SHORT = ["trainer.steps=3000", "trainer.eval_every=500"]  # MNIST-M: evaluations every 1/6 of a shorter run
 EVALUATE_OFTEN = {"moons": ["trainer.eval_every=200"], "mnist_m": SHORT}
@@ -41,18 +41,11 @@ CASES = {
 }
 
 
-def run_case(data: str, name: str, overrides: list[str], runs_dir: Path, extra: list[str]) -> Path | str:
-    """Trains the case unless finished; returns its run directory, or the error line of a run that stopped."""
+def run_case(data: str, name: str, overrides: list[str], runs_dir: Path, extra: list[str]) -> GridRun:
+    """Trains the case unless finished: its run, or the error line of a run that stopped."""
     overrides = [o for override in overrides for o in (EVALUATE_OFTEN[data] if override == "<often>" else [override])]
     run_dir = runs_dir / data / name.split(" (")[0].replace(" ", "_").replace(",", "")
-    if not (run_dir / RESULTS_FILE).exists():
-        command = [sys.executable, "-m", "dann.train", f"+experiment={data}", *overrides, f"hydra.run.dir={run_dir}", *extra]
-        print("$", " ".join(command[1:]), flush=True)
-        finished = subprocess.run(command, capture_output=True, text=True)
-        if finished.returncode:
-            errors = [line for line in (finished.stdout + finished.stderr).splitlines() if "Error" in line]
-            return errors[-1].split("] - ", 1)[-1] if errors else f"exit status {finished.returncode}"
-    return run_dir
+    return train_run([f"+experiment={data}", *overrides, *extra], run_dir, check=False)
 
 
 def main() -> None:
@@ -66,13 +59,13 @@ def main() -> None:
     print_rows, failures, finished = [], [], {}
     for name, (overrides, expected) in CASES.items():
         outcome = run_case(args.data, name, overrides, args.runs_dir, args.overrides)
-        if isinstance(outcome, str):  # a run stopped by an error: its message names what held at the last evaluation
-            print_rows.append([name, " or ".join(expected) or "none", f"stopped: {outcome}", *["-"] * len(RULES)])
-            if not any(rule in outcome for rule in expected):
+        if outcome.error is not None:  # a run stopped by an error: its message names what held at the last evaluation
+            print_rows.append([name, " or ".join(expected) or "none", f"stopped: {outcome.error}", *["-"] * len(RULES)])
+            if not any(rule in outcome.error for rule in expected):
                 failures.append(name)
             continue
-        _, monitor = health_report(outcome)
-        finished[name] = outcome
+        _, monitor = health_report(outcome.run_dir)
+        finished[name] = outcome.run_dir
         evaluations = monitor.evaluations
         scores = []
         for rule in RULES:
@@ -86,10 +79,7 @@ def main() -> None:
             failures.append(name)
     columns = ["case", "expected", "raised (rule@step)", *(f"{rule.name} (warns at >= {rule.threshold:g})" for rule in RULES)]
     print(f"\n{args.data}: each rule's highest score held at {CONSECUTIVE} evaluations in a row\n")
-    print("| " + " | ".join(columns) + " |")
-    print("|" + " --- |" * len(columns))
-    for row in print_rows:
-        print("| " + " | ".join(row) + " |")
+    print(markdown_table(columns, print_rows))
     if args.figure:
         print("\nwrote", draw(finished, args.figure, args.data))
     if failures:

@@ -16,15 +16,12 @@ the build): `python -c "import dann.data as d; d.dataset_builder('mnist_m')"`.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
+from dann.grid import GridRun, markdown_table, train_grid
 from dann.precision import device_name
 
 # MNIST-M test accuracy published for each row. Ganin et al., JMLR 2016, table 2 (their network);
@@ -56,32 +53,11 @@ ROWS = {
 }
 
 
-def run(row: str, data: str | None, seed: int, runs_dir: Path, overrides: list[str]) -> dict:
-    """The results of row `row` ("EXPERIMENT [OVERRIDE ...]") on `data` (`None`: the experiment's) at `seed`,
-    trained unless `results.json` exists."""
+def run_dir_name(row: str, data: str | None) -> str:
+    """Where row `row` ("EXPERIMENT [OVERRIDE ...]") on `data` (`None`: the experiment's) runs, under the runs directory."""
     experiment, *row_overrides = row.split()
-    if data is not None:
-        runs_dir, row_overrides = runs_dir / data, [*row_overrides, f"data={data}"]
-    run_dir = runs_dir / "-".join([experiment, *(o.split("=", 1)[1] for o in row_overrides if not o.startswith("data="))]) / f"seed{seed}"
-    results_path = run_dir / "results.json"
-    if not results_path.exists():
-        command = [
-            sys.executable,
-            "-m",
-            "dann.train",
-            f"+experiment={experiment}",
-            *row_overrides,
-            f"seed={seed}",
-            f"hydra.run.dir={run_dir}",
-            *overrides,
-        ]
-        print("$", " ".join(command[1:]), flush=True)
-        start = time.perf_counter()
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-        (run_dir / "wall_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
-    results = json.loads(results_path.read_text())
-    results["wall_seconds"] = float((run_dir / "wall_seconds.txt").read_text())
-    return results
+    name = "-".join([experiment, *(override.split("=", 1)[1] for override in row_overrides)])
+    return name if data is None else f"{data}/{name}"
 
 
 def main() -> None:
@@ -94,29 +70,36 @@ def main() -> None:
     args = parser.parse_args()
 
     datas = args.data or [None]
-    table = {
-        row: {data: [run(row, data, seed, args.runs_dir, args.overrides) for seed in args.seeds] for data in datas} for row in args.rows
+    grid = {
+        run_dir_name(row, data): [f"+experiment={row.split()[0]}", *row.split()[1:], *([f"data={data}"] if data else [])]
+        for row in args.rows
+        for data in datas
     }
+    runs = train_grid(grid, args.seeds, args.runs_dir, args.overrides)
     print(f"\nMNIST -> MNIST-M target accuracy; {device_name()}, TensorFlow {tf.__version__}, seeds {args.seeds}\n")
     columns = ["method", "command (`+experiment=...`)", "paper"]
     for data in datas:
         name = data or "experiment's data"
         columns += [f"{name}: target acc. mean ± std", "per seed", "source acc.", "PAD inputs -> features", "wall s / run (median)"]
-    print("| " + " | ".join(columns) + " |")
-    print("|" + " --- |" * len(columns))
-    for row, by_data in table.items():
+    table = []
+    for row in args.rows:
         cells = [ROWS.get(row, row), f"`{row}`", str(PAPER.get(row, "n/a"))]
-        for runs in by_data.values():
-            cells += _cells(runs)
-        print("| " + " | ".join(cells) + " |")
+        for data in datas:
+            cells += _cells(runs[run_dir_name(row, data)])
+        table.append(cells)
+    print(markdown_table(columns, table))
     splits = {
-        data or "experiment's data": sorted({r.get("target_test_split", "test") for b in table.values() for r in b[data]}) for data in datas
+        data or "experiment's data": sorted(
+            {run.results.get("target_test_split", "test") for row in args.rows for run in runs[run_dir_name(row, data)]}
+        )
+        for data in datas
     }
     print("\ntarget accuracy on split:", "; ".join(f"{data}: {', '.join(names)}" for data, names in splits.items()))
 
 
-def _cells(runs: list[dict]) -> list[str]:
+def _cells(grid_runs: list[GridRun]) -> list[str]:
     """The table cells of one row's runs on one dataset."""
+    runs = [run.results for run in grid_runs]
     target = np.array([r["target_test_accuracy"] for r in runs])
     spread = f" ± {target.std(ddof=1):.4f}" if len(runs) > 1 else ""
     return [
@@ -124,7 +107,7 @@ def _cells(runs: list[dict]) -> list[str]:
         " ".join(f"{t:.4f}" for t in target),
         f"{np.mean([r['source_test_accuracy'] for r in runs]):.4f}",
         f"{np.mean([r['proxy_a_distance_inputs'] for r in runs]):.2f} -> {np.mean([r['proxy_a_distance_features'] for r in runs]):.2f}",
-        f"{np.median([r['wall_seconds'] for r in runs]):.0f}",
+        f"{np.median([run.wall_seconds for run in grid_runs]):.0f}",
     ]
 
 

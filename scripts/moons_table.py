@@ -2,19 +2,20 @@
 
 python scripts/moons_table.py --seeds 0 1 2 3 4
 python scripts/moons_table.py --algorithms dann vada --seeds 0 1 2 algorithm.vat_radius=0.1
+
+Each run is `python -m dann.train +experiment=moons algorithm=<name> seed=<S>` in
+`<runs-dir>/<name>/seed<S>`; a finished run is read, not repeated.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from dann.config import CONFIG_DIR, compose_config
-from dann.experiment import train
+from dann.config import CONFIG_DIR
+from dann.grid import markdown_table, train_grid
 
 ALGORITHMS = ("source_only", "dann", "cdan", "cdan_e", "vada", "dirt_t", "target_only")
 
@@ -25,22 +26,25 @@ def main() -> None:
     parser.add_argument(
         "--algorithms", nargs="+", default=ALGORITHMS, choices=sorted(p.stem for p in (CONFIG_DIR / "algorithm").glob("*.yaml"))
     )
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs/moons_table"))
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
     args = parser.parse_args()
-    logging.disable(logging.INFO)
-    print(f"{'algorithm':<12} {'target acc mean':>15} {'std':>6} {'source acc':>10} {'train s':>8}   per seed")
-    with tempfile.TemporaryDirectory() as scratch:
-        for algorithm in args.algorithms:
-            overrides = ["+experiment=moons", f"algorithm={algorithm}", "trainer.plots=false", *args.overrides]
-            runs = [train(compose_config([*overrides, f"seed={seed}"]), Path(scratch) / f"{algorithm}-{seed}") for seed in args.seeds]
-            target = np.array([run["target_test_accuracy"] for run in runs])
-            source = np.mean([run["source_test_accuracy"] for run in runs])
-            seconds = np.median([run["train_seconds"] for run in runs])
-            spread = target.std(ddof=1) if len(runs) > 1 else float("nan")
-            print(
-                f"{algorithm:<12} {target.mean():>15.3f} {spread:>6.3f} {source:>10.3f} {seconds:>8.1f}   "
-                + " ".join(f"{value:.3f}" for value in target)
-            )
+    rows = {algorithm: ["+experiment=moons", f"algorithm={algorithm}", "trainer.plots=false"] for algorithm in args.algorithms}
+    table = []
+    for algorithm, runs in train_grid(rows, args.seeds, args.runs_dir, args.overrides).items():
+        target = np.array([run.results["target_test_accuracy"] for run in runs])
+        spread = f"{target.std(ddof=1):.3f}" if len(runs) > 1 else "n/a"
+        table.append(
+            [
+                algorithm,
+                f"{target.mean():.3f}",
+                spread,
+                f"{np.mean([run.results['source_test_accuracy'] for run in runs]):.3f}",
+                f"{np.median([run.results['train_seconds'] for run in runs]):.1f}",
+                " ".join(f"{value:.3f}" for value in target),
+            ]
+        )
+    print(markdown_table(["algorithm", "target acc. mean", "std", "source acc.", "train s (median)", "per seed"], table))
 
 
 if __name__ == "__main__":

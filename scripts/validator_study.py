@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dann.grid import markdown_table
 from dann.runs import METRICS_FILE, load_metrics
 from dann.selection import VALIDATORS
 
@@ -117,11 +118,9 @@ def main() -> None:
         run_sweep(args.data, sweep_dir, args.overrides)
     runs = read_checkpoints(sweep_dir)
     print(f"\n{sweep_dir}: {len(runs)} runs, {sum(map(len, runs))} checkpoints (evaluations)\n")
-    print("| validator | rank corr. with target acc. | per run: mean target acc. of its pick | sweep pick: target acc. |")
-    print("| --- | --- | --- | --- |")
-    for row in study(runs):
-        cells = [row["validator"]] + [f"{row[key]:.4f}" if key in row else "n/a" for key in ("rank_correlation", "per_run", "sweep")]
-        print("| " + " | ".join(cells) + " |")
+    columns = ["validator", "rank corr. with target acc.", "per run: mean target acc. of its pick", "sweep pick: target acc."]
+    keys = ("rank_correlation", "per_run", "sweep")
+    print(markdown_table(columns, ([row["validator"], *(f"{row[k]:.4f}" if k in row else "n/a" for k in keys)] for row in study(runs))))
 
 
 if __name__ == "__main__":
