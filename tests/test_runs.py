@@ -214,39 +214,6 @@ def test_mirrored_on_two_cpus_matches_one_device(tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_training_process_resumes_to_completion(tmp_path):
-    run_dir = tmp_path / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "dann.train",
-        "+experiment=moons",
-        "trainer.steps=20000",
-        "trainer.checkpoint_every=500",
-        "trainer.log_every=500",
-        "trainer.eval_every=10000",
-        f"hydra.run.dir={run_dir}",
-    ]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state = run_dir / "checkpoints" / "checkpoint"
-    deadline = time.monotonic() + 120
-    while not state.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert state.exists() and not (run_dir / "results.json").exists(), "the run ended before its first checkpoint"
-    killed_at = tf.train.latest_checkpoint(run_dir / "checkpoints")
-
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads((run_dir / "results.json").read_text())
-    assert results["steps"] == 20000 and results["resumed_from_step"] == int(killed_at.rsplit("-", 1)[1]) > 0
-    steps = [record["step"] for record in _metrics(run_dir) if "label_loss" in record]
-    assert steps == list(range(500, 20001, 500))  # every interval once: lines after the checkpoint were not kept twice
-    assert OmegaConf.load(run_dir / "config.yaml").trainer.steps == 20000
-
-
 def test_run_killed_after_its_last_checkpoint_finishes_without_training(tmp_path, monkeypatch):
     cfg = _cfg()
     expected = train(cfg, tmp_path)
@@ -325,32 +292,50 @@ def test_a_metrics_line_cut_short_is_left_out_on_resume(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_preemption_and_a_second_process_on_the_same_run(tmp_path):
+def test_preempted_refused_killed_and_resumed_processes_on_one_run(tmp_path):
+    """One run through what a cluster does to it: a second process is refused while the first lives; SIGTERM saves
+    and exits with EXIT_PREEMPTED; a resumed process killed with SIGKILL after a checkpoint leaves a run that
+    a third process completes, each logging interval written once."""
     run_dir = tmp_path / "run"
-    # Long enough (about 30 s here) to be still training when the second process has started and been refused.
-    command = [sys.executable, "-m", "dann.train", "+experiment=moons", "trainer.steps=60000", "trainer.checkpoint_every=500",
-               "trainer.log_every=500", "trainer.eval_every=30000", f"hydra.run.dir={run_dir}"]  # fmt: skip
+    command = [sys.executable, "-m", "dann.train", "+experiment=moons", "trainer.steps=6000", "trainer.checkpoint_every=250",
+               "trainer.log_every=250", "trainer.eval_every=3000", f"hydra.run.dir={run_dir}"]  # fmt: skip
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    state = run_dir / "checkpoints" / "checkpoint"
-    deadline = time.monotonic() + 120
-    while not state.exists() and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+
+    def start_and_pause_after_a_checkpoint(after_step: int, **streams) -> subprocess.Popen:
+        """A training process, stopped (SIGSTOP, still alive and holding the run) once a checkpoint beyond `after_step` exists."""
+        process = subprocess.Popen(command, cwd=tmp_path, env=env, text=True, **streams)
+        deadline = time.monotonic() + 180
+        while process.poll() is None and time.monotonic() < deadline:
+            latest = tf.train.latest_checkpoint(run_dir / "checkpoints")
+            if latest is not None and int(latest.rsplit("-", 1)[1]) > after_step:
+                process.send_signal(signal.SIGSTOP)
+                break
+            time.sleep(0.02)
+        assert process.poll() is None and not (run_dir / "results.json").exists(), "the run ended before it could be paused"
+        return process
+
+    first = start_and_pause_after_a_checkpoint(0, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 1 and f"is being trained by process {first.pid}" in second.stdout
-    assert first.poll() is None, "the first process finished before it could be preempted: give it more steps"
     first.send_signal(signal.SIGTERM)
+    first.send_signal(signal.SIGCONT)
     output, _ = first.communicate(timeout=120)
     assert first.returncode == EXIT_PREEMPTED, output[-3000:]
     assert "Preempted: SIGTERM at step" in output and "Traceback" not in output
     stopped_at = int(tf.train.latest_checkpoint(run_dir / "checkpoints").rsplit("-", 1)[1])
     assert f"SIGTERM at step {stopped_at}:" in output  # the steps since the last checkpoint were saved
 
+    resumed = start_and_pause_after_a_checkpoint(stopped_at, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    resumed.send_signal(signal.SIGKILL)
+    resumed.wait()
+    killed_at = int(tf.train.latest_checkpoint(run_dir / "checkpoints").rsplit("-", 1)[1])
+
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads((run_dir / "results.json").read_text())["resumed_from_step"] == stopped_at
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["steps"] == 6000 and results["resumed_from_step"] == killed_at > stopped_at
     steps = [record["step"] for record in _metrics(run_dir) if "label_loss" in record]
-    assert steps == list(range(500, 60001, 500))
+    assert steps == list(range(250, 6001, 250))  # every interval once: lines after a checkpoint were not kept twice
 
 
 def test_a_run_killed_before_its_first_checkpoint_starts_over_cleanly(tmp_path):
