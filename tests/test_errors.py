@@ -1,5 +1,6 @@
 """Bad input fails early, with a message that says what to fix, and leaves no half-written run directory."""
 
+import errno
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from hydra.errors import ConfigCompositionException
 from tests_support import TINY_OVERRIDES, run_module
 
 import dann
-from dann.config import compose_config
+from dann.config import USER_ERRORS, compose_config
 from dann.data import MissingDataError, dataset_builder
 from dann.experiment import failure_message, train
 
@@ -21,18 +22,32 @@ MOONS = ["+experiment=moons", "data.num_train=64", "data.num_test=64", *TINY_OVE
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["+experiment=mnist_n"], "Could not find 'experiment/mnist_n'"),
-        ([*MOONS, "trainer.stepz=5"], "Key 'stepz' not in 'TrainerConfig'"),
-        ([*MOONS, "trainer.steps=-20"], "trainer.steps must be >= 1. Received: steps=-20"),
-        ([*MOONS, "trainer.batch_size=0"], "trainer.batch_size must be >= 1"),
-        ([*MOONS, "schedule.adaptation.gamma=0"], "SigmoidRamp: gamma must be > 0"),
+        ([*MOONS, "trainer.stepz=5"], "Key 'stepz' not in 'TrainerConfig'"),  # refused by Hydra, at composition
+        ([*MOONS, "schedule.adaptation.gamma=0"], "SigmoidRamp: gamma must be > 0"),  # by a constructor, before any work
     ],
 )
-def test_config_errors_say_what_is_wrong_and_leave_nothing(tmp_path, overrides, message):
+def test_config_errors_stop_the_command_in_one_line_and_leave_nothing(tmp_path, overrides, message):
     done = run_module("dann.train", *overrides, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert done.returncode == 1
     assert message in done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+# The command shows each of these as the two above: one line, exit status 1, nothing left behind.
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["+experiment=mnist_n"], "Could not find 'experiment/mnist_n'"),
+        ([*MOONS, "trainer.steps=-20"], "trainer.steps must be >= 1. Received: steps=-20"),
+        ([*MOONS, "trainer.batch_size=0"], "trainer.batch_size must be >= 1"),
+    ],
+)
+def test_config_errors_say_what_is_wrong_before_any_work(tmp_path, overrides, message):
+    with pytest.raises(Exception) as caught:
+        train(compose_config(overrides), tmp_path / "run")
+    assert isinstance(caught.value, (*USER_ERRORS, ConfigCompositionException))
+    assert message in str(caught.value) + str(caught.value.__cause__)
     assert not (tmp_path / "run").exists()
 
 
@@ -92,32 +107,43 @@ def test_missing_dataset_fails_fast_when_its_download_hosts_are_unreachable(monk
         dataset_builder("mnist", str(tmp_path))
 
 
-@pytest.mark.parametrize(
-    "error, message",
-    [
-        (
-            "tf.errors.ResourceExhaustedError(None, None, 'OOM when allocating tensor with shape[100000000,28,28,3]')",
-            "out of memory (OOM when allocating tensor with shape[100000000,28,28,3]). Lower trainer.batch_size (now 16), "
-            "trainer.eval_batch_size (now 100000000) or trainer.steps_per_call (now 10).",
-        ),
-        ("OSError(errno.ENOSPC, 'No space left on device', 'metrics.jsonl')", "no space left on the device while writing metrics.jsonl"),
-        ("RuntimeError('a bug')", "Traceback"),
-    ],
-)
-def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(tmp_path, error, message):
-    # `python -m dann.train` with training failing as given: resources run out, or a bug.
+def test_a_bug_before_the_first_checkpoint_shows_its_traceback_and_leaves_nothing(tmp_path):
+    # `python -m dann.train` with training failing as a bug would.
     configs = Path(dann.__file__).parents[1] / "configs"
-    overrides = [*MOONS, "trainer.eval_batch_size=100000000", f"hydra.run.dir={tmp_path / 'run'}"]
+    overrides = [*MOONS, f"hydra.run.dir={tmp_path / 'run'}"]
     code = (
-        "import errno, sys; import tensorflow as tf; import dann.experiment, dann.train\n"
-        f"def failing_fit(*args): raise {error}\n"
+        "import sys; import dann.experiment, dann.train\n"
+        "def failing_fit(*args): raise RuntimeError('a bug')\n"
         "dann.experiment.fit = failing_fit\n"
         f"sys.argv = ['dann.train', '--config-path', {str(configs)!r}, *{overrides!r}]\n"
         "dann.train.main()\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1
-    assert message in done.stdout + done.stderr
+    assert "Traceback" in done.stderr and "RuntimeError: a bug" in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "error, message",
+    [
+        (
+            tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[100000000,28,28,3]"),
+            "out of memory (OOM when allocating tensor with shape[100000000,28,28,3]). Lower trainer.batch_size (now 16), "
+            "trainer.eval_batch_size (now 100000000) or trainer.steps_per_call (now 10).",
+        ),
+        (OSError(errno.ENOSPC, "No space left on device", "metrics.jsonl"), "no space left on the device while writing metrics.jsonl"),
+    ],
+)
+def test_resources_running_out_before_the_first_checkpoint_leave_nothing_and_say_what_to_do(tmp_path, monkeypatch, error, message):
+    def failing_fit(*args):
+        raise error
+
+    monkeypatch.setattr("dann.experiment.fit", failing_fit)
+    cfg = compose_config([*MOONS, "trainer.eval_batch_size=100000000"])
+    with pytest.raises(type(error)) as caught:
+        train(cfg, tmp_path / "run")
+    assert message in failure_message(caught.value, cfg)  # the command's one line (its exit status: 1)
     assert not (tmp_path / "run").exists()
 
 
