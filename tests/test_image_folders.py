@@ -11,7 +11,9 @@ from tests_support import TINY_OVERRIDES, run_module
 
 from dann.config import compose_config
 from dann.data import CorruptDataError, ImagePreprocessing, MissingDataError, image_folder_domains
+from dann.deployment import evaluate_run, export_run
 from dann.experiment import train
+from dann.runs import evaluation_file
 
 SMALL = ImagePreprocessing(image_size=(28, 28))
 
@@ -81,12 +83,12 @@ def test_train_evaluate_export_and_serve_from_folders(tmp_path):
     results = json.loads((run_dir / "results.json").read_text())
     assert results["source_folder"] == str(source) and 0.0 <= results["target_test_accuracy"] <= 1.0
 
-    done = run_module("dann.evaluate", f"run_dir={run_dir}", f"dataset={target}", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "accuracy" in done.stdout and "on 20 examples" in done.stdout
+    # The library calls behind `python -m dann.evaluate` and `python -m dann.export` (as processes in tests/test_cli.py).
+    figures = evaluate_run(run_dir, str(target))
+    assert figures["num_examples"] == 20 and 0.0 <= figures["accuracy"] <= 1.0
+    assert evaluation_file(run_dir, str(target), "test").exists()
 
-    done = run_module("dann.export", f"run_dir={run_dir}", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+    export_run(run_dir)
     serving = (
         "import numpy as np, tensorflow as tf\n"
         f"serve = tf.saved_model.load({str(run_dir / 'export' / 'saved_model')!r}).signatures['serving_default']\n"
@@ -103,10 +105,9 @@ def test_a_bad_folder_stops_the_command_before_training_and_leaves_nothing(tmp_p
     done = run_module("dann.train", *folders, *TINY_OVERRIDES, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert done.returncode == 1 and "different classes" in done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr and not (tmp_path / "run").exists()
-    done = run_module(
-        "dann.train", "data=image_folders", "model=mnist_cnn", *TINY_OVERRIDES, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
-    )
-    assert done.returncode == 1 and "data.source, data.target must be given" in done.stdout + done.stderr
+    with pytest.raises(ValueError, match="data.source, data.target must be given"):
+        train(compose_config(["data=image_folders", "model=mnist_cnn", *TINY_OVERRIDES]), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_an_unlabelled_target_trains_and_reports_no_target_accuracy(tmp_path):
