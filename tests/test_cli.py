@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.mark.slow
 def test_train_writes_a_complete_run_directory(tmp_path):
     run_dir = tmp_path / "run"
-    done = run_module("dann.train", "+experiment=moons", *TINY_OVERRIDES, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    done = run_module("dann.train", "+experiment=moons", *TINY_OVERRIDES, "trainer.plots=true", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
 
     results = json.loads((run_dir / "results.json").read_text())
@@ -135,6 +135,7 @@ def test_mnist_m_experiment_on_small_subsets_then_evaluate_on_original(small_mni
         "data.source_train_split='train[:512]'",  # quoted: brackets are Hydra syntax
         "data.source_test_split='test[:200]'",
         *TINY_OVERRIDES,
+        "trainer.plots=true",
         f"hydra.run.dir={run_dir}",
         cwd=tmp_path,
     )

@@ -78,7 +78,7 @@ def test_train_evaluate_export_and_serve_from_folders(tmp_path):
         f"data.target={target}",
         "data.preprocessing.image_size=[28,28]",
     ]
-    done = run_module("dann.train", *folders, *TINY_OVERRIDES, "trainer.plots=false", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    done = run_module("dann.train", *folders, *TINY_OVERRIDES, f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((run_dir / "results.json").read_text())
     assert results["source_folder"] == str(source) and 0.0 <= results["target_test_accuracy"] <= 1.0
@@ -120,7 +120,7 @@ def test_an_unlabelled_target_trains_and_reports_no_target_accuracy(tmp_path):
     domains = image_folder_domains(str(source), str(target), SMALL)
     assert not domains.target_labelled and {int(label) for _, label in domains.target_train} == {-1}
     folders = ["data=image_folders", "model=mnist_cnn", f"data.source={source}", f"data.target={target}"]
-    cfg = compose_config([*folders, "data.preprocessing.image_size=[28,28]", *TINY_OVERRIDES, "trainer.plots=false"])
+    cfg = compose_config([*folders, "data.preprocessing.image_size=[28,28]", *TINY_OVERRIDES])
     results = train(cfg, tmp_path / "run")
     assert results["target_test_accuracy"] is None and results["source_test_accuracy"] is not None
     evaluations = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

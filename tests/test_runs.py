@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -37,6 +38,29 @@ def _metrics(run_dir):
     return [{key: value for key, value in record.items() if key not in WALL_CLOCK_KEYS} for record in records]
 
 
+FORTY_STEPS = ("trainer.steps=40", "trainer.eval_every=20")
+
+
+def _copy(run_dir: Path, to: Path) -> Path:
+    """A copy of the run directory `run_dir` at `to`, for a test that changes it."""
+    shutil.copytree(run_dir, to)
+    return to
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> tuple[Path, dict]:
+    """A finished run of `_cfg()` and its results, trained once for the tests that read it or change a copy (`_copy`)."""
+    run_dir = tmp_path_factory.mktemp("tiny_run") / "run"
+    return run_dir, train(_cfg(), run_dir)
+
+
+@pytest.fixture(scope="module")
+def run_of_40_steps(tmp_path_factory) -> tuple[Path, dict]:
+    """A finished, uninterrupted run of `_cfg(*FORTY_STEPS)`: what an interrupted and resumed one must equal."""
+    run_dir = tmp_path_factory.mktemp("run_of_40_steps") / "run"
+    return run_dir, train(_cfg(*FORTY_STEPS), run_dir)
+
+
 # DIRT-T: refinement from step 10, teacher snapshots at 10 and 25; the resumed run needs step 10's from the checkpoint.
 # SIGTERM is what schedulers send to preempt a job: handled like Ctrl-C, but reported as Preempted.
 @pytest.mark.parametrize(
@@ -47,20 +71,25 @@ def _metrics(run_dir):
         ("algorithm=dann", signal.SIGTERM, Preempted),
     ],
 )
-def test_interrupted_run_resumes_to_the_same_metrics(tmp_path, monkeypatch, algorithm, stop, raised):
-    cfg = _cfg("trainer.steps=40", "trainer.eval_every=20", *algorithm.split())
-    whole = train(cfg, tmp_path / "whole")
+def test_interrupted_run_resumes_to_the_same_metrics(tmp_path, monkeypatch, request, algorithm, stop, raised):
+    cfg = _cfg(*FORTY_STEPS, *algorithm.split())
+    if algorithm == "algorithm=dann":  # the default: the same config as the shared run's
+        whole_dir, whole = request.getfixturevalue("run_of_40_steps")
+    else:
+        whole_dir, whole = tmp_path / "whole", train(cfg, tmp_path / "whole")
     monkeypatch.setattr("dann.experiment.fit", _fit_signalled_in_call(2, stop))  # during steps 10-19
     run_dir = tmp_path / "interrupted"
     with pytest.raises(raised):
         train(cfg, run_dir)
     assert tf.train.latest_checkpoint(run_dir / "checkpoints").endswith("ckpt-20")
     assert not (run_dir / "results.json").exists()
+    with open(run_dir / "metrics.jsonl", "a") as stream:
+        stream.write('{"step": 30, "label_lo')  # a line cut short, as a full disk or a kill leaves it: left out on resume
     monkeypatch.setattr("dann.experiment.fit", fit)
 
     resumed = train(cfg, run_dir)
     assert resumed["resumed_from_step"] == 20
-    assert _metrics(run_dir) == _metrics(tmp_path / "whole")
+    assert _metrics(run_dir) == _metrics(whole_dir)
     assert resumed["target_test_accuracy"] == whole["target_test_accuracy"]
 
 
@@ -86,9 +115,9 @@ def _truncate(path):
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
-def test_a_damaged_latest_checkpoint_is_skipped_for_the_one_before(tmp_path, monkeypatch, caplog):
-    cfg = _cfg("trainer.steps=40", "trainer.eval_every=20")
-    whole = train(cfg, tmp_path / "whole")
+def test_a_damaged_latest_checkpoint_is_skipped_for_the_one_before(tmp_path, monkeypatch, caplog, run_of_40_steps):
+    cfg = _cfg(*FORTY_STEPS)
+    whole_dir, whole = run_of_40_steps
     run_dir = tmp_path / "damaged"
     monkeypatch.setattr("dann.experiment.fit", _fit_signalled_in_call(3, signal.SIGINT))  # checkpoints at 10, 20, 30
     with pytest.raises(KeyboardInterrupt):
@@ -99,7 +128,7 @@ def test_a_damaged_latest_checkpoint_is_skipped_for_the_one_before(tmp_path, mon
     resumed = train(cfg, run_dir)
     assert "ckpt-30 does not load" in caplog.text
     assert resumed["resumed_from_step"] == 20
-    assert _metrics(run_dir) == _metrics(tmp_path / "whole")
+    assert _metrics(run_dir) == _metrics(whole_dir)
     assert resumed["target_test_accuracy"] == whole["target_test_accuracy"]
 
 
@@ -128,15 +157,14 @@ def test_a_run_directory_is_trained_by_one_process_at_a_time(tmp_path, caplog):
     assert not (tmp_path / "run.lock").exists()
 
 
-def test_finished_run_is_not_trained_again(tmp_path, monkeypatch):
-    cfg = _cfg()
-    first = train(cfg, tmp_path)
+def test_finished_run_is_not_trained_again(tmp_path, monkeypatch, tiny_run):
+    run_dir, first = _copy(tiny_run[0], tmp_path / "run"), tiny_run[1]
     monkeypatch.setattr("dann.experiment.fit", lambda *args: pytest.fail("trained again"))
-    assert train(_cfg("trainer.progress=false"), tmp_path) == first
+    assert train(_cfg("trainer.progress=false"), run_dir) == first
 
 
-def test_run_directory_of_another_config_is_refused_unless_overwritten(tmp_path):
-    train(_cfg(), tmp_path)
+def test_run_directory_of_another_config_is_refused_unless_overwritten(tmp_path, tiny_run):
+    tmp_path = _copy(tiny_run[0], tmp_path / "run")
     with pytest.raises(RunDirectoryError, match=r"trainer.steps: 20 there, 30 now.*trainer.overwrite=true"):
         train(_cfg("trainer.steps=30"), tmp_path)
     (tmp_path / "export").mkdir()
@@ -188,10 +216,9 @@ def test_deterministic_runs_write_identical_metrics(tmp_path):
     assert _metrics(tmp_path / "a") == _metrics(tmp_path / "b")
 
 
-def test_tensorboard_events_hold_the_logged_scalars(tmp_path):
-    train(_cfg(), tmp_path)
+def test_tensorboard_events_hold_the_logged_scalars(tiny_run):
     tags = set()
-    for path in (tmp_path / "tensorboard").iterdir():
+    for path in (tiny_run[0] / "tensorboard").iterdir():
         for event in tf.compat.v1.train.summary_iterator(str(path)):
             tags.update(value.tag for value in event.summary.value)
     assert {"label_loss", "domain_loss", "domain_accuracy", "lambda", "learning_rate", "target_test_accuracy"} <= tags
@@ -214,9 +241,9 @@ def test_mirrored_on_two_cpus_matches_one_device(tmp_path):
 
 
 @pytest.mark.slow
-def test_run_killed_after_its_last_checkpoint_finishes_without_training(tmp_path, monkeypatch):
-    cfg = _cfg()
-    expected = train(cfg, tmp_path)
+def test_run_killed_after_its_last_checkpoint_finishes_without_training(tmp_path, monkeypatch, tiny_run):
+    cfg, expected = _cfg(), tiny_run[1]
+    tmp_path = _copy(tiny_run[0], tmp_path / "run")
     for name in ("results.json", "model.keras"):  # as if killed between the final checkpoint and these
         (tmp_path / name).unlink()
     monkeypatch.setattr("dann.algorithms.base.Algorithm._update", lambda *args: pytest.fail("trained again"))
@@ -240,7 +267,7 @@ def test_two_worker_cluster_matches_one_device(tmp_path):
         with socket.socket() as probe:
             probe.bind(("localhost", 0))
             ports.append(probe.getsockname()[1])
-    tiny = ["+experiment=moons", "data.num_train=64", "data.num_test=64", *TINY_OVERRIDES, "trainer.plots=false"]
+    tiny = ["+experiment=moons", "data.num_train=64", "data.num_test=64", *TINY_OVERRIDES]
     workers = []
     for index in range(2):
         tf_config = {"cluster": {"worker": [f"localhost:{port}" for port in ports]}, "task": {"type": "worker", "index": index}}
@@ -275,20 +302,6 @@ def test_steps_need_not_be_a_multiple_of_the_steps_per_call(tmp_path):
     results = train(_cfg("trainer.steps=15", "trainer.log_every=100", "trainer.eval_every=500"), tmp_path)
     assert results["steps"] == 15
     assert [record["step"] for record in _metrics(tmp_path)] == [15, 15]  # training, evaluation
-
-
-def test_a_metrics_line_cut_short_is_left_out_on_resume(tmp_path, monkeypatch):
-    cfg = _cfg("trainer.steps=40", "trainer.eval_every=20")
-    whole = train(cfg, tmp_path / "whole")
-    run_dir = tmp_path / "cut"
-    monkeypatch.setattr("dann.experiment.fit", _fit_signalled_in_call(2, signal.SIGINT))
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, run_dir)
-    with open(run_dir / "metrics.jsonl", "a") as stream:
-        stream.write('{"step": 30, "label_lo')  # as a full disk leaves it
-    monkeypatch.setattr("dann.experiment.fit", fit)
-    train(cfg, run_dir)
-    assert _metrics(run_dir) == _metrics(tmp_path / "whole") and whole["steps"] == 40
 
 
 @pytest.mark.slow
@@ -338,17 +351,15 @@ def test_preempted_refused_killed_and_resumed_processes_on_one_run(tmp_path):
     assert steps == list(range(250, 6001, 250))  # every interval once: lines after a checkpoint were not kept twice
 
 
-def test_a_run_killed_before_its_first_checkpoint_starts_over_cleanly(tmp_path):
-    cfg = _cfg()
-    whole = train(cfg, tmp_path / "whole")
-    run_dir = tmp_path / "killed"
-    train(cfg, run_dir)
+def test_a_run_killed_before_its_first_checkpoint_starts_over_cleanly(tmp_path, tiny_run):
+    cfg, (whole_dir, whole) = _cfg(), tiny_run
+    run_dir = _copy(whole_dir, tmp_path / "killed")
     for name in ("checkpoints", "results.json", "model.keras"):  # as a kill -9 before the first checkpoint leaves it
         path = run_dir / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     again = train(cfg, run_dir)
     assert again["resumed_from_step"] == 0
-    assert _metrics(run_dir) == _metrics(tmp_path / "whole")  # the killed process's lines are not kept twice
+    assert _metrics(run_dir) == _metrics(whole_dir)  # the killed process's lines are not kept twice
     assert again["target_test_accuracy"] == whole["target_test_accuracy"]
 
 

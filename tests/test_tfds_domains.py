@@ -116,8 +116,13 @@ def test_a_test_split_that_overlaps_the_training_split_is_refused(tmp_path):
 
 def test_genuine_experiment_reports_on_the_official_test_split_when_built(small_genuine_dir, tmp_path):
     # The fixture's train split holds 30 images, fewer than the protocol's 50,000 (TFDS refuses a slice past the end);
-    # 200 source test digits keep the evaluations of the wide network short.
-    overrides = ['data.target_train_split="train[:20]"', 'data.source_test_split="test[:200]"', *TINY_OVERRIDES]
+    # A few hundred source digits keep the data preparation and the evaluations of the wide network short.
+    overrides = [
+        'data.target_train_split="train[:20]"',
+        'data.source_train_split="train[:512]"',
+        'data.source_test_split="test[:200]"',
+        *TINY_OVERRIDES,
+    ]
     cfg = compose_config(["+experiment=mnist_m_genuine", f"data.data_dir={small_genuine_dir}", *overrides])
     results = train(cfg, tmp_path / "run")
     assert (results["target_train_split"], results["target_test_split"]) == ("train[:20]", "test")

@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-TINY_OVERRIDES = ["trainer.steps=20", "trainer.log_every=10", "trainer.eval_every=20", "trainer.batch_size=16"]
+# A run of a few steps; no figures (a test of them asks for them with trainer.plots=true).
+TINY_OVERRIDES = ["trainer.steps=20", "trainer.log_every=10", "trainer.eval_every=20", "trainer.batch_size=16", "trainer.plots=false"]
 
 # Examples per split of the small mnist_m/synthetic the tests build.
 SMALL_SPLIT = 200
