@@ -48,6 +48,13 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     assert results["eval_seconds"] >= evaluations[-1]["eval_seconds"] and results["train_seconds"] > 0
 
     assert "steps: 20" in (run_dir / "config.yaml").read_text()
+    before = {path.name: path.stat().st_mtime for path in run_dir.iterdir() if path.name != "train.log"}
+    done = run_module("dann.train", "+experiment=moons", *TINY_OVERRIDES, "trainer.plots=true", "optimizer.lr=0.5",
+                      f"hydra.run.dir={run_dir}", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 1  # another config in the same directory: refused in one line, the finished run untouched
+    assert "RunDirectoryError" in done.stdout and "optimizer.lr: 0.05 there, 0.5 now" in done.stdout
+    assert "trainer.overwrite=true" in done.stdout and "Traceback" not in done.stdout + done.stderr
+    assert {path.name: path.stat().st_mtime for path in run_dir.iterdir() if path.name != "train.log"} == before  # Hydra appends to the log
     model = dann.load_model(run_dir)
     logits = model(tf.zeros((3, 2)))
     assert logits.shape == (3, 2) and np.isfinite(logits.numpy()).all()

@@ -81,18 +81,6 @@ def test_missing_dataset_offline_says_where_to_put_it(monkeypatch, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_run_directory_of_another_config_is_refused_from_the_command_line(tmp_path):
-    run_dir = tmp_path / "run"
-    assert run_module("dann.train", *MOONS, f"hydra.run.dir={run_dir}", cwd=tmp_path).returncode == 0
-    before = {path.name: path.stat().st_mtime for path in run_dir.iterdir() if path.name != "train.log"}
-    done = run_module("dann.train", *MOONS, "optimizer.lr=0.5", f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    assert done.returncode == 1
-    assert "RunDirectoryError" in done.stdout and "optimizer.lr: 0.05 there, 0.5 now" in done.stdout
-    assert "trainer.overwrite=true" in done.stdout and "Traceback" not in done.stdout + done.stderr
-    after = {path.name: path.stat().st_mtime for path in run_dir.iterdir() if path.name != "train.log"}  # Hydra appends the error
-    assert after == before  # the finished run is untouched
-
-
 def test_missing_dataset_fails_fast_when_its_download_hosts_are_unreachable(monkeypatch, tmp_path):
     def unreachable(address, timeout=None):
         raise OSError(f"cannot connect to {address}")

@@ -225,16 +225,15 @@ def test_tensorboard_events_hold_the_logged_scalars(tiny_run):
     assert {f"{component}_gradient_norm" for component in COMPONENTS} <= tags
 
 
-def test_mirrored_on_two_cpus_matches_one_device(tmp_path):
-    cfg = _cfg("trainer.steps=20", "trainer.batch_size=16")
-    one = train(cfg, tmp_path / "one")
-    two = train(_cfg("trainer.steps=20", "trainer.batch_size=16", "trainer.strategy=mirrored", "trainer.cpu_devices=2"), tmp_path / "two")
-    records = [_metrics(tmp_path / name) for name in ("one", "two")]
+def test_mirrored_on_two_cpus_matches_one_device(tmp_path, tiny_run):
+    (one_dir, one), two_dir = tiny_run, tmp_path / "two"
+    two = train(_cfg("trainer.strategy=mirrored", "trainer.cpu_devices=2"), two_dir)
+    records = [_metrics(one_dir), _metrics(two_dir)]
     for a, b in zip(*records):
         assert a.keys() == b.keys()
         same = _same_on_any_replicas(a)
         np.testing.assert_allclose([a[k] for k in same], [b[k] for k in same], rtol=1e-4, atol=1e-5)
-    weights = [keras.saving.load_model(tmp_path / name / "model.keras").get_weights() for name in ("one", "two")]
+    weights = [keras.saving.load_model(run_dir / "model.keras").get_weights() for run_dir in (one_dir, two_dir)]
     for a, b in zip(*weights):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     assert one["target_test_accuracy"] == two["target_test_accuracy"]
@@ -261,7 +260,7 @@ def test_progress_bar_shows_on_a_terminal_unless_disabled(tmp_path, monkeypatch,
 
 
 @pytest.mark.slow
-def test_two_worker_cluster_matches_one_device(tmp_path):
+def test_two_worker_cluster_matches_one_device(tmp_path, tiny_run):
     ports = []
     for _ in range(2):
         with socket.socket() as probe:
@@ -284,8 +283,7 @@ def test_two_worker_cluster_matches_one_device(tmp_path):
     for worker in workers:
         _, stderr = worker.communicate(timeout=300)
         assert worker.returncode == 0, stderr[-3000:]
-    train(compose_config([*tiny, *CHECKPOINTED[1:]]), tmp_path / "one")
-    records = [_metrics(tmp_path / name) for name in ("one", "worker0", "worker1")]
+    records = [_metrics(run_dir) for run_dir in (tiny_run[0], tmp_path / "worker0", tmp_path / "worker1")]
     for one, *workers_lines in zip(*records):
         same = _same_on_any_replicas(one)
         for line in workers_lines:
