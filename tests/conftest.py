@@ -16,10 +16,11 @@ _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 import tensorflow_datasets as tfds  # noqa: E402
-from tests_support import SMALL_SPLIT, TINY_OVERRIDES, write_original_mnist_m  # noqa: E402
+from tests_support import SMALL_SPLIT, TINY_OVERRIDES, TINY_RUN, write_original_mnist_m  # noqa: E402
 
 from dann.config import compose_config  # noqa: E402
 from dann.data.mnist_m import BSDS500_TRAIN_DIR  # noqa: E402
+from dann.experiment import train  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,6 +43,13 @@ def decoded_cache_in_a_temporary_directory(tmp_path_factory):
 def tiny_moons_cfg():
     """The moons experiment, shrunk to a few steps."""
     return compose_config(["+experiment=moons", "data.num_train=64", "data.num_test=64", *TINY_OVERRIDES])
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> tuple[Path, dict]:
+    """A finished run of `TINY_RUN` and its results, trained once for the tests that read it (or change a copy of it)."""
+    run_dir = tmp_path_factory.mktemp("tiny_run") / "run"
+    return run_dir, train(compose_config(TINY_RUN), run_dir)
 
 
 @pytest.fixture(scope="session")

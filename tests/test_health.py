@@ -11,7 +11,6 @@ import pytest
 
 import dann.loop
 from dann.config import build_algorithm, build_datasets, build_model, trainer_settings
-from dann.experiment import train
 from dann.health import HealthMonitor, prediction_health
 from dann.health.advice import RULES, Finding, Rule, RunContext, streak_score
 from dann.loop import fit
@@ -32,9 +31,9 @@ def test_collapsed_and_uncertain_predictions():
     assert uniform["target_prediction_entropy"] == pytest.approx(math.log(3))
 
 
-def test_every_evaluation_logs_the_health_figures(tiny_moons_cfg, tmp_path):
-    train(tiny_moons_cfg, tmp_path)
-    evaluations = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines() if "target_test_accuracy" in line]
+def test_every_evaluation_logs_the_health_figures(tiny_run):
+    lines = (tiny_run[0] / "metrics.jsonl").read_text().splitlines()
+    evaluations = [json.loads(line) for line in lines if "target_test_accuracy" in line]
     keys = ("target_class_entropy", "target_largest_class_share", "target_prediction_entropy", "domain_classifier_accuracy")
     assert evaluations and all(all(key in record for key in (*keys, "proxy_a_distance_features")) for record in evaluations)
 

@@ -160,7 +160,8 @@ def test_a_run_on_a_bfloat16_cpu_probes_its_own_network_once(gpus, cpu, monkeypa
 
     monkeypatch.setattr(dann.precision, "probe_bfloat16_speedup", never_called)
     monkeypatch.setattr("dann.config.probe_bfloat16_speedup", fake_probe)
-    overrides = ["+experiment=mnist_m", f"data.data_dir={small_mnist_m_dir}", f"cache_dir={tmp_path}", *TINY_OVERRIDES]
+    overrides = ["+experiment=mnist_m", f"data.data_dir={small_mnist_m_dir}", "data.source_train_split='train[:512]'",
+                 f"cache_dir={tmp_path}", *TINY_OVERRIDES]  # fmt: skip
     cfg = compose_config(overrides)
     datasets = build_datasets(cfg)
     assert choose_run_precision(cfg, datasets).policy == "float32"

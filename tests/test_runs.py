@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from omegaconf import OmegaConf
-from tests_support import TINY_OVERRIDES
+from tests_support import TINY_OVERRIDES, TINY_RUN
 
 from dann.config import build_algorithm, build_datasets, build_model, compose_config, trainer_settings
 from dann.experiment import train, write_plots
@@ -24,11 +24,10 @@ from dann.loop import EXIT_PREEMPTED, NonFiniteLossError, Preempted, fit
 from dann.models import COMPONENTS
 from dann.runs import WALL_CLOCK_KEYS, RunDirectoryError, check_run_directory, run_lock
 
-CHECKPOINTED = ["trainer.checkpoint_every=10", "trainer.deterministic=true"]
-
 
 def _cfg(*overrides):
-    return compose_config(["+experiment=moons", "data.num_train=64", "data.num_test=64", *TINY_OVERRIDES, *CHECKPOINTED, *overrides])
+    """The config of the shared `tiny_run` (conftest.py), with `overrides`."""
+    return compose_config([*TINY_RUN, *overrides])
 
 
 def _metrics(run_dir):
@@ -45,13 +44,6 @@ def _copy(run_dir: Path, to: Path) -> Path:
     """A copy of the run directory `run_dir` at `to`, for a test that changes it."""
     shutil.copytree(run_dir, to)
     return to
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> tuple[Path, dict]:
-    """A finished run of `_cfg()` and its results, trained once for the tests that read it or change a copy (`_copy`)."""
-    run_dir = tmp_path_factory.mktemp("tiny_run") / "run"
-    return run_dir, train(_cfg(), run_dir)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,9 @@ import tensorflow as tf
 
 # A run of a few steps; no figures (a test of them asks for them with trainer.plots=true).
 TINY_OVERRIDES = ["trainer.steps=20", "trainer.log_every=10", "trainer.eval_every=20", "trainer.batch_size=16", "trainer.plots=false"]
+# Tiny moons, checkpointed every 10 steps, deterministic: the shared `tiny_run` (conftest.py).
+TINY_RUN = ["+experiment=moons", "data.num_train=64", "data.num_test=64", *TINY_OVERRIDES, "trainer.checkpoint_every=10",
+            "trainer.deterministic=true"]  # fmt: skip
 
 # Examples per split of the small mnist_m/synthetic the tests build.
 SMALL_SPLIT = 200
