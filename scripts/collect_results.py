@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
+from dann.grid import markdown_table
 from dann.runs import CONFIG_FILE, NOT_COMPARED, load_config, load_results
 
 STATISTICS = ("mean", "std", "min", "max")
@@ -86,10 +87,7 @@ def main() -> None:
         f"{args.metric} over {len(runs)} finished runs"
         + (f"; {len(unfinished)} unfinished: {', '.join(map(str, unfinished))}" if unfinished else "")
     )
-    print("| " + " | ".join(columns) + " |")
-    print("|" + " --- |" * len(columns))
-    for row in rows:
-        print("| " + " | ".join(f"{row[c]:.4f}" if c in STATISTICS else str(row[c]) for c in columns) + " |")
+    print(markdown_table(columns, ([f"{row[c]:.4f}" if c in STATISTICS else row[c] for c in columns] for row in rows)))
     if args.csv:
         with open(args.csv, "w", newline="") as stream:
             writer = csv.DictWriter(stream, fieldnames=columns)

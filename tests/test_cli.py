@@ -92,7 +92,7 @@ def test_diagnosis_of_an_algorithm_with_a_teacher_and_vat():
 
 
 @pytest.mark.slow
-def test_multirun_sweeps_seeds(tmp_path):
+def test_multirun_sweeps_seeds(tmp_path, monkeypatch, capsys):
     sweep_dir = tmp_path / "sweep"
     done = run_module(
         "dann.train",
@@ -111,14 +111,21 @@ def test_multirun_sweeps_seeds(tmp_path):
     swept = sorted((hparams["seed"].number_value, hparams["optimizer.lr"].number_value) for hparams in map(_hparams, sweep_dir.glob("?")))
     assert swept == [(0, 0.01), (0, 0.1), (1, 0.01), (1, 0.1)]  # for TensorBoard's HParams dashboard
 
-    collect = [sys.executable, str(REPO / "scripts" / "collect_results.py"), str(sweep_dir)]
-    done = subprocess.run(collect, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.splitlines()
+    monkeypatch.setattr(sys, "argv", ["collect_results.py", str(sweep_dir)])
+    _script("collect_results").main()
+    lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "target_test_accuracy over 4 finished runs"
     assert lines[1] == "| optimizer.lr | runs | seeds | mean | std | min | max |"
     assert sorted(line.split(" | ")[0] for line in lines[3:]) == ["| 0.01", "| 0.1"]
     assert all(" | 2 | 0 1 | " in line for line in lines[3:])
+
+
+def _script(name: str):
+    """The module `scripts/<name>.py`, imported (its `main` reads `sys.argv`)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _hparams(run_dir):
@@ -192,10 +199,7 @@ def test_mnist_m_experiment_on_small_subsets_then_evaluate_on_original(small_mni
 
 
 def test_time_to_accuracy_times_each_evaluation(tmp_path, monkeypatch, capsys):
-    script = REPO / "scripts" / "time_to_accuracy.py"
-    spec = importlib.util.spec_from_file_location("time_to_accuracy", script)
-    time_to_accuracy = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(time_to_accuracy)
+    script, time_to_accuracy = REPO / "scripts" / "time_to_accuracy.py", _script("time_to_accuracy")
     arguments = ["--experiment", "moons", "--threshold", "0.5", "--run-dir", str(tmp_path / "run"), "trainer.steps=450"]
     monkeypatch.setattr(sys, "argv", [str(script), *arguments, "--eval-every", "150"])  # not a multiple of log_every
     assert time_to_accuracy.main() == 0
