@@ -141,7 +141,7 @@ def benchmark(overrides: list[str], steps: int = 100, repeats: int = 5) -> dict:
     over_naive = [c / n for c, n in zip(compiled, rates["naive"])] if "naive" in rates else None
     bfloat16_speedup = [b / f for b, f in zip(rates["mixed_bfloat16"], rates["float32"])]
     flops = training_flops_per_image(algorithms[choice.policy].model, datasets.input_shape)
-    ceiling = {"float32": matmul_ceiling(), "mixed_bfloat16": matmul_ceiling(dtype=tf.bfloat16)}
+    ceiling = {"float32": matmul_ceiling(repeats=repeats), "mixed_bfloat16": matmul_ceiling(repeats=repeats, dtype=tf.bfloat16)}
     return {
         "config": overrides,
         "precision": choice.policy,
