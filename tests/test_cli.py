@@ -198,6 +198,7 @@ def test_mnist_m_experiment_on_small_subsets_then_evaluate_on_original(small_mni
     assert all((run_dir / name).exists() for name in ("learning_curves.png", "health.png", "embedding.png"))
 
 
+@pytest.mark.slow
 def test_time_to_accuracy_times_each_evaluation(tmp_path, monkeypatch, capsys):
     script, time_to_accuracy = REPO / "scripts" / "time_to_accuracy.py", _script("time_to_accuracy")
     arguments = ["--experiment", "moons", "--threshold", "0.5", "--run-dir", str(tmp_path / "run"), "trainer.steps=450"]

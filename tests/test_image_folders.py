@@ -65,6 +65,7 @@ def test_bad_folders_say_what_is_wrong(tmp_path, damage, error, message):
         image_folder_domains(str(source), str(target), SMALL)
 
 
+@pytest.mark.slow
 def test_train_evaluate_export_and_serve_from_folders(tmp_path):
     source = write_domain(tmp_path / "a")
     target = write_domain(tmp_path / "b", brightness=30)

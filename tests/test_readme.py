@@ -3,9 +3,12 @@
 import re
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
+@pytest.mark.slow
 def test_library_example_trains(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the Keras example writes a weights file
     section = README.read_text().split("### As a library", 1)[1].split("\n## ", 1)[0]

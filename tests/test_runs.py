@@ -231,7 +231,6 @@ def test_mirrored_on_two_cpus_matches_one_device(tmp_path, tiny_run):
     assert one["target_test_accuracy"] == two["target_test_accuracy"]
 
 
-@pytest.mark.slow
 def test_run_killed_after_its_last_checkpoint_finishes_without_training(tmp_path, monkeypatch, tiny_run):
     cfg, expected = _cfg(), tiny_run[1]
     tmp_path = _copy(tiny_run[0], tmp_path / "run")
