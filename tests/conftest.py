@@ -33,11 +33,6 @@ def _offline_mirror() -> Path | None:
     return None
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow tests first: started while every worker is busy, none of them is left running alone at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 @pytest.fixture(autouse=True, scope="session")
 def decoded_cache_in_a_temporary_directory(tmp_path_factory):
     """Configs keep prepared splits and precision verdicts in $DANN_CACHE_DIR (`cache_dir`): the tests', not the user's."""
