@@ -213,10 +213,8 @@ def _log_evaluate_and_save(
         progress.update(done, [(key, record[key]) for key in ("loss", "label_loss", "domain_loss")])
         log.info("step %d/%d  %s", done, settings.steps, _format(record))
     if is_due(done, settings.eval_every, settings.steps):
-        before = time.perf_counter()
-        run.accuracies = _evaluate(algorithm, datasets, settings)
+        run.accuracies, seconds = _timed(_evaluate, algorithm, datasets, settings)
         run.consider(done, run.accuracies)
-        seconds = time.perf_counter() - before
         run.evaluating_seconds += seconds
         run.write(done, {**run.accuracies, "eval_seconds": seconds, "elapsed_seconds": process_seconds()})
         log.info("step %d/%d  %s", done, settings.steps, _format(run.accuracies))

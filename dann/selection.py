@@ -35,6 +35,7 @@ loop computes every registered one at each evaluation and `trainer.select` accep
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -72,9 +73,9 @@ class LabelFreeEvidence:
     source_test_accuracy: float = math.nan
     seed: int = 0
 
-    @property
+    @functools.cached_property
     def target_probabilities(self) -> np.ndarray:
-        """`(N_p, C)` softmax of `target_logits`, in float64."""
+        """`(N_p, C)` softmax of `target_logits`, in float64 (computed once, for every validator that reads it)."""
         logits = np.asarray(self.target_logits, dtype=np.float64)
         return np.exp(logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True))
 

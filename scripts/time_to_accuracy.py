@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
+from dann.grid import train_run
 from dann.runs import load_metrics, load_results
 
 
@@ -34,14 +33,10 @@ def main() -> int:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the experiment")
     args = parser.parse_args()
     shutil.rmtree(args.run_dir, ignore_errors=True)
-    command = [sys.executable, "-m", "dann.train", f"+experiment={args.experiment}", f"trainer.eval_every={args.eval_every}"]
-    command += ["trainer.plots=false", "trainer.progress=false", *args.overrides, f"hydra.run.dir={args.run_dir}"]
-    print(" ".join(command[1:]), flush=True)
-    done = subprocess.run(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    )
-    if done.returncode:
-        print(f"the run failed (exit status {done.returncode}); see {args.run_dir}/train.log")
+    settings = [f"+experiment={args.experiment}", f"trainer.eval_every={args.eval_every}", "trainer.plots=false", "trainer.progress=false"]
+    run = train_run([*settings, *args.overrides], args.run_dir, check=False)
+    if run.error is not None:
+        print(f"the run failed ({run.error}); see {args.run_dir}/train.log")
         return 1
     evaluations = [record for record in load_metrics(args.run_dir) if "target_test_accuracy" in record]
     evaluating = itertools.accumulate(record["eval_seconds"] for record in evaluations)

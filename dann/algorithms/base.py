@@ -48,7 +48,7 @@ NON_NEGATIVE_INTEGER = Rule("an integer >= 0", lambda value: int(value) == value
 
 
 class Algorithm:
-    """Trains a `AdaptationModel`: one tape over `total_loss(forward(...))`, applied to every trainable variable.
+    """Trains an `AdaptationModel`: one tape over `total_loss(forward(...))`, applied to every trainable variable.
 
     Subclasses define `forward`, `total_loss` and `gradient_paths` (and may override the
     hooks `before_update`, `training_datasets`, `checkpoint_state`, `classifier` and `finish`); their constructors
