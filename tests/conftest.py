@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import runpy
 import shutil
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # each worker (and the processes it starts) gets its share of the cores:
+    _threads = str(max(1, os.cpu_count() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))  # oversubscribed, they spin
+    for _variable in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(_variable, _threads)
 
 import pytest
 import tensorflow as tf
+from absl import logging as absl_logging
 
 # Logical devices must be configured before TensorFlow initialises its runtime.
 _cpu = tf.config.list_physical_devices("CPU")[0]
@@ -37,6 +47,45 @@ def _offline_mirror() -> Path | None:
 def decoded_cache_in_a_temporary_directory(tmp_path_factory):
     """Configs keep prepared splits and precision verdicts in $DANN_CACHE_DIR (`cache_dir`): the tests', not the user's."""
     os.environ["DANN_CACHE_DIR"] = str(tmp_path_factory.mktemp("decoded_cache"))
+
+
+@pytest.fixture
+def run_command(capsys, monkeypatch):
+    """`run_command(module, *args, cwd=path)` runs `python -m module args...` in this process, as the interpreter
+    runs it (the module executed as `__main__`, with `sys.argv`; the exit status from `SystemExit`), without a new
+    interpreter's 10 s of imports. Returns the `subprocess.CompletedProcess` a subprocess would: exit status, stdout
+    and stderr (with the warnings the command raised). A bug's exception propagates, as the interpreter would print
+    it. What only processes show (signals, a lock held by another PID, a fresh interpreter) is tested on processes.
+    """
+
+    def run(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+        capsys.readouterr()  # the test's own output so far
+        monkeypatch.chdir(cwd)
+        monkeypatch.setattr(sys, "argv", [module, *args])
+        monkeypatch.delitem(sys.modules, module, raising=False)  # executed afresh as __main__, as by `python -m`
+        # Hydra's logging setup closes every log handler; absl's closes its stream unless it is sys.stderr, as in a
+        # process it is: here it is pytest's, so it is pointed at the captured one while the command runs.
+        monkeypatch.setattr(absl_logging.get_absl_handler().python_handler, "stream", sys.stderr)
+        root = logging.getLogger()
+        handlers, level = root.handlers[:], root.level
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("default")
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
+            status = 0
+        except SystemExit as exit:
+            status = exit.code if isinstance(exit.code, int) or exit.code is None else 1
+            if status == 1 and not isinstance(exit.code, int):  # sys.exit(message): the interpreter prints it
+                print(exit.code, file=sys.stderr)
+        finally:
+            for handler in set(root.handlers) - set(handlers):  # Hydra's log handlers for the run
+                handler.close()
+            root.handlers[:], root.level = handlers, level
+        out, err = capsys.readouterr()
+        err += "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in caught)
+        return subprocess.CompletedProcess([sys.executable, "-m", module, *args], status or 0, out, err)
+
+    return run
 
 
 @pytest.fixture

@@ -34,6 +34,14 @@ def test_no_module_script_or_test_imports_a_command():
     assert {path: commands for path, commands in offenders.items() if commands} == {}
 
 
+def test_every_command_runs_its_main_as_a_program():
+    """Each command runs `main()` when executed as `__main__` (`python -m`, or `run_command` in conftest.py)."""
+    guard = ast.parse('if __name__ == "__main__":\n    main()').body[0]
+    for command in COMMANDS:
+        last = ast.parse((REPO / (command.replace(".", "/") + ".py")).read_text()).body[-1]
+        assert ast.dump(last) == ast.dump(guard), f"{command} does not end with the guard that calls main()"
+
+
 def test_nothing_below_the_config_layer_imports_hydra():
     below, todo = set(), ["dann.config"]
     while todo:  # the dann modules dann.config imports, directly or not

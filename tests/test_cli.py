@@ -1,4 +1,4 @@
-"""The command-line entry points, run as a user runs them: in a subprocess."""
+"""The command-line entry points, run as `python -m` runs them (`run_command`, conftest.py); a served model in a fresh interpreter."""
 
 import importlib.util
 import json
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tensorboard.plugins.hparams import plugin_data_pb2
-from tests_support import TINY_OVERRIDES, run_module, write_original_mnist_m
+from tests_support import TINY_OVERRIDES, write_original_mnist_m
 
 import dann
 from dann.config import compose_config
@@ -22,10 +22,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
-def test_train_writes_a_complete_run_directory(tmp_path):
+def test_train_writes_a_complete_run_directory(run_command, tmp_path):
     run_dir = tmp_path / "run"
     # Without figures (a run draws them in test_mnist_m_experiment_...): dann.plot draws them below.
-    done = run_module("dann.train", "+experiment=moons", *TINY_OVERRIDES, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    done = run_command("dann.train", "+experiment=moons", *TINY_OVERRIDES, f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
 
     results = json.loads((run_dir / "results.json").read_text())
@@ -50,7 +50,7 @@ def test_train_writes_a_complete_run_directory(tmp_path):
 
     assert "steps: 20" in (run_dir / "config.yaml").read_text()
     before = {path.name: path.stat().st_mtime for path in run_dir.iterdir() if path.name != "train.log"}
-    done = run_module("dann.train", "+experiment=moons", *TINY_OVERRIDES, "optimizer.lr=0.5",
+    done = run_command("dann.train", "+experiment=moons", *TINY_OVERRIDES, "optimizer.lr=0.5",
                       f"hydra.run.dir={run_dir}", cwd=tmp_path)  # fmt: skip
     assert done.returncode == 1  # another config in the same directory: refused in one line, the finished run untouched
     assert "RunDirectoryError" in done.stdout and "optimizer.lr: 0.05 there, 0.5 now" in done.stdout
@@ -62,7 +62,7 @@ def test_train_writes_a_complete_run_directory(tmp_path):
 
     figures = ("learning_curves.png", "health.png", "embedding.png")
     assert not any((run_dir / name).exists() for name in figures)
-    done = run_module("dann.plot", f"run_dir={run_dir}", f"before={run_dir}", "max_examples=40", cwd=tmp_path)
+    done = run_command("dann.plot", f"run_dir={run_dir}", f"before={run_dir}", "max_examples=40", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == [str(run_dir / name) for name in figures]
     assert all((run_dir / name).stat().st_size > 10_000 for name in figures)
@@ -72,13 +72,13 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     collapsed = {**evaluations[-1], "target_largest_class_share": 1.0}
     with open(run_dir / "metrics.jsonl", "a") as stream:  # two more evaluations, every target prediction one class
         stream.writelines(json.dumps({**collapsed, "step": step}) + "\n" for step in (30, 40))
-    done = run_module("dann.health", f"run_dir={run_dir}", cwd=tmp_path)
+    done = run_command("dann.health", f"run_dir={run_dir}", cwd=tmp_path)
     assert done.returncode == 1 and "target_predictions_collapse (step 40): 100% of the target predictions are one class" in done.stdout
     assert "RuntimeWarning" not in done.stderr
 
 
-def test_diagnose_prints_tables_and_exits_zero(tmp_path):
-    done = run_module("dann.diagnose", "+experiment=moons", cwd=tmp_path)
+def test_diagnose_prints_tables_and_exits_zero(run_command, tmp_path):
+    done = run_command("dann.diagnose", "+experiment=moons", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "every trainable variable gets a gradient" in done.stdout
     assert "flow: as the algorithm declares" in done.stdout
@@ -92,9 +92,9 @@ def test_diagnosis_of_an_algorithm_with_a_teacher_and_vat():
 
 
 @pytest.mark.slow
-def test_multirun_sweeps_seeds(tmp_path, monkeypatch, capsys):
+def test_multirun_sweeps_seeds(run_command, tmp_path, monkeypatch, capsys):
     sweep_dir = tmp_path / "sweep"
-    done = run_module(
+    done = run_command(
         "dann.train",
         "-m",
         "+experiment=moons",
@@ -141,9 +141,9 @@ def _hparams(run_dir):
 
 
 @pytest.mark.slow
-def test_mnist_m_experiment_on_small_subsets_then_evaluate_on_original(small_mnist_m_dir, tmp_path):
+def test_mnist_m_experiment_on_small_subsets_then_evaluate_on_original(run_command, small_mnist_m_dir, tmp_path):
     run_dir = tmp_path / "run"
-    done = run_module(
+    done = run_command(
         "dann.train",
         "+experiment=mnist_m",
         f"data.data_dir={small_mnist_m_dir}",
@@ -164,7 +164,7 @@ def test_mnist_m_experiment_on_small_subsets_then_evaluate_on_original(small_mni
 
     original_dir = tmp_path / "original"
     write_original_mnist_m(original_dir / "downloads" / "manual", "test", 30)
-    done = run_module(
+    done = run_command(
         "dann.evaluate", f"run_dir={run_dir}", "dataset=mnist_m/original", "split=test", f"data_dir={original_dir}", cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -173,7 +173,7 @@ def test_mnist_m_experiment_on_small_subsets_then_evaluate_on_original(small_mni
     assert len(figures["per_class_accuracy"]) == 10
     assert f"accuracy {figures['accuracy']:.4f}" in done.stdout
 
-    done = run_module("dann.export", f"run_dir={run_dir}", cwd=tmp_path)
+    done = run_command("dann.export", f"run_dir={run_dir}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (run_dir / "export" / "model.keras").exists()
     images = np.random.default_rng(0).integers(0, 256, (5, 28, 28, 3), dtype=np.uint8)

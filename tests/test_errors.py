@@ -1,17 +1,13 @@
 """Bad input fails early, with a message that says what to fix, and leaves no half-written run directory."""
 
 import errno
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from hydra.errors import ConfigCompositionException
-from tests_support import TINY_OVERRIDES, run_module
+from tests_support import TINY_OVERRIDES
 
-import dann
 from dann.config import USER_ERRORS, compose_config
 from dann.data import MissingDataError, dataset_builder
 from dann.experiment import failure_message, train
@@ -26,8 +22,8 @@ MOONS = ["+experiment=moons", "data.num_train=64", "data.num_test=64", *TINY_OVE
         ([*MOONS, "schedule.adaptation.gamma=0"], "SigmoidRamp: gamma must be > 0"),  # by a constructor, before any work
     ],
 )
-def test_config_errors_stop_the_command_in_one_line_and_leave_nothing(tmp_path, overrides, message):
-    done = run_module("dann.train", *overrides, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+def test_config_errors_stop_the_command_in_one_line_and_leave_nothing(run_command, tmp_path, overrides, message):
+    done = run_command("dann.train", *overrides, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert done.returncode == 1
     assert message in done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
@@ -62,8 +58,8 @@ def test_closed_choices_are_refused_at_composition_naming_the_allowed_values(ove
     assert override.split("=")[1] in message and ("expected one of" in message or "Available options" in message)
 
 
-def test_benchmark_without_data_says_what_is_missing_in_one_line(tmp_path):
-    done = run_module("dann.benchmark", f"data.data_dir={tmp_path / 'empty'}", "--steps", "1", "--repeats", "1", cwd=tmp_path)
+def test_benchmark_without_data_says_what_is_missing_in_one_line(run_command, tmp_path):
+    done = run_command("dann.benchmark", f"data.data_dir={tmp_path / 'empty'}", "--steps", "1", "--repeats", "1", cwd=tmp_path)
     assert done.returncode == 1
     assert "MissingDataError: mnist is not prepared" in done.stderr
     assert "Traceback" not in done.stderr
@@ -95,18 +91,12 @@ def test_missing_dataset_fails_fast_when_its_download_hosts_are_unreachable(monk
         dataset_builder("mnist", str(tmp_path))
 
 
-def test_a_bug_before_the_first_checkpoint_shows_its_traceback_and_leaves_nothing(tmp_path):
-    # `python -m dann.train` with training failing as a bug would.
-    configs = Path(dann.__file__).parents[1] / "configs"
-    overrides = [*MOONS, f"hydra.run.dir={tmp_path / 'run'}"]
-    code = (
-        "import sys; import dann.experiment, dann.train\n"
-        "def failing_fit(*args): raise RuntimeError('a bug')\n"
-        "dann.experiment.fit = failing_fit\n"
-        f"sys.argv = ['dann.train', '--config-path', {str(configs)!r}, *{overrides!r}]\n"
-        "dann.train.main()\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+def test_a_bug_before_the_first_checkpoint_shows_its_traceback_and_leaves_nothing(run_command, tmp_path, monkeypatch):
+    def failing_fit(*args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("dann.experiment.fit", failing_fit)
+    done = run_command("dann.train", *MOONS, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert done.returncode == 1
     assert "Traceback" in done.stderr and "RuntimeError: a bug" in done.stderr
     assert not (tmp_path / "run").exists()

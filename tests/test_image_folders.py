@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-from tests_support import TINY_OVERRIDES, run_module
+from tests_support import TINY_OVERRIDES
 
 from dann.config import compose_config
 from dann.data import CorruptDataError, ImagePreprocessing, MissingDataError, image_folder_domains
@@ -66,7 +66,7 @@ def test_bad_folders_say_what_is_wrong(tmp_path, damage, error, message):
 
 
 @pytest.mark.slow
-def test_train_evaluate_export_and_serve_from_folders(tmp_path):
+def test_train_evaluate_export_and_serve_from_folders(run_command, tmp_path):
     source = write_domain(tmp_path / "a")
     target = write_domain(tmp_path / "b", brightness=30)
     run_dir = tmp_path / "run"
@@ -77,7 +77,7 @@ def test_train_evaluate_export_and_serve_from_folders(tmp_path):
         f"data.target={target}",
         "data.preprocessing.image_size=[28,28]",
     ]
-    done = run_module("dann.train", *folders, *TINY_OVERRIDES, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    done = run_command("dann.train", *folders, *TINY_OVERRIDES, f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((run_dir / "results.json").read_text())
     assert results["source_folder"] == str(source) and 0.0 <= results["target_test_accuracy"] <= 1.0

@@ -294,13 +294,13 @@ def test_steps_need_not_be_a_multiple_of_the_steps_per_call(tmp_path):
 
 
 @pytest.mark.slow
-def test_preempted_refused_killed_and_resumed_processes_on_one_run(tmp_path):
-    """One run through what a cluster does to it: a second process is refused while the first lives; SIGTERM saves
-    and exits with EXIT_PREEMPTED; a resumed process killed with SIGKILL after a checkpoint (its lock left behind)
-    leaves a run that resumes to completion, each logging interval written once."""
+def test_preempted_refused_killed_and_resumed_processes_on_one_run(tmp_path, run_command):
+    """One run through what a cluster does to it: another process (this one) is refused while the first lives;
+    SIGTERM saves and exits with EXIT_PREEMPTED; a resumed process killed with SIGKILL after a checkpoint (its lock
+    left behind) leaves a run that resumes to completion, each logging interval written once."""
     run_dir = tmp_path / "run"
-    overrides = ["+experiment=moons", "trainer.steps=6000", "trainer.checkpoint_every=250", "trainer.log_every=250",
-                 "trainer.eval_every=3000"]  # fmt: skip
+    overrides = ["+experiment=moons", "trainer.steps=2000", "trainer.checkpoint_every=100", "trainer.log_every=100",
+                 "trainer.eval_every=1000"]  # fmt: skip
     command = [sys.executable, "-m", "dann.train", *overrides, f"hydra.run.dir={run_dir}"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
@@ -318,7 +318,7 @@ def test_preempted_refused_killed_and_resumed_processes_on_one_run(tmp_path):
         return process
 
     first = start_and_pause_after_a_checkpoint(0, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    second = run_command("dann.train", *overrides, f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert second.returncode == 1 and f"is being trained by process {first.pid}" in second.stdout
     first.send_signal(signal.SIGTERM)
     first.send_signal(signal.SIGCONT)
@@ -333,10 +333,10 @@ def test_preempted_refused_killed_and_resumed_processes_on_one_run(tmp_path):
     resumed.wait()
     killed_at = int(tf.train.latest_checkpoint(run_dir / "checkpoints").rsplit("-", 1)[1])
 
-    results = train(compose_config(overrides), run_dir)  # the same resume as the command's, without a fourth process
-    assert results["steps"] == 6000 and results["resumed_from_step"] == killed_at > stopped_at
+    results = train(compose_config(overrides), run_dir)  # the same resume as the command's, without a third process
+    assert results["steps"] == 2000 and results["resumed_from_step"] == killed_at > stopped_at
     steps = [record["step"] for record in _metrics(run_dir) if "label_loss" in record]
-    assert steps == list(range(250, 6001, 250))  # every interval once: lines after a checkpoint were not kept twice
+    assert steps == list(range(100, 2001, 100))  # every interval once: lines after a checkpoint were not kept twice
 
 
 def test_a_run_killed_before_its_first_checkpoint_starts_over_cleanly(tmp_path, tiny_run):

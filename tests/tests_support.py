@@ -1,9 +1,5 @@
 """Constants and helpers shared by the tests."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import tensorflow as tf
 
@@ -30,9 +26,3 @@ def write_original_mnist_m(root, split, count, label_lines=None):
         lines.append(f"{name} {index % 10}")
     (root / "mnist_m" / f"mnist_m_{split}_labels.txt").write_text("\n".join(label_lines or lines) + "\n")
     return folder
-
-
-def run_module(module, *args, cwd):
-    """`python -m module args...` in `cwd`, as a user runs it; the completed process, output captured."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
