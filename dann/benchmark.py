@@ -31,8 +31,10 @@ def main() -> None:
     parser.add_argument("--intra-op-threads", type=int, default=0, help="threads within an op; 0: TensorFlow's choice")
     parser.add_argument("--inter-op-threads", type=int, default=0, help="ops run at once; 0: TensorFlow's choice")
     args = parser.parse_intermixed_args()  # overrides may come before or after the options
-    tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
+    if args.intra_op_threads:  # 0 leaves TensorFlow's choice (and TF_NUM_INTRAOP_THREADS) alone
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
+    if args.inter_op_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     overrides = with_default_experiment(args.overrides)
     try:
         figures = benchmark(overrides, args.steps, args.repeats)

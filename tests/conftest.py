@@ -1,4 +1,4 @@
-"""Shared fixtures: two logical CPU devices, tiny composed configs, and a small offline TFDS directory."""
+"""Shared fixtures: two logical CPU devices, commands run in-process, tiny configs and runs, a small offline TFDS directory."""
 
 from __future__ import annotations
 
