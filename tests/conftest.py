@@ -35,6 +35,11 @@ from dann.experiment import train  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first: handed out in this order to the next free worker (`--dist load`), the long ones overlap."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def _offline_mirror() -> Path | None:
     """A TFDS directory with prepared mnist and the BSDS500 photos: $TFDS_DATA_DIR, else ../shared/data."""
     for candidate in (os.environ.get("TFDS_DATA_DIR"), REPO.parent / "shared" / "data" / "tensorflow_datasets"):

@@ -114,6 +114,7 @@ def test_a_test_split_that_overlaps_the_training_split_is_refused(tmp_path):
         check_disjoint(builder, "mnist_m/original", "train", "train[:50%]+train[50%:]")
 
 
+@pytest.mark.slow
 def test_genuine_experiment_reports_on_the_official_test_split_when_built(small_genuine_dir, tmp_path):
     # The fixture's train split holds 30 images, fewer than the protocol's 50,000 (TFDS refuses a slice past the end);
     # A few hundred source digits keep the data preparation and the evaluations of the wide network short.
