@@ -8,6 +8,7 @@ are Hydra `_target_` nodes; see `configs/`.
 from __future__ import annotations
 
 import functools
+import importlib.resources
 from dataclasses import dataclass, field, fields, make_dataclass
 from enum import Enum
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any, Optional, Sequence
 
 import keras
 import tensorflow as tf
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from hydra.core.config_store import ConfigStore
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
@@ -31,7 +32,9 @@ from dann.models import AdaptationModel, build_adaptation_model
 from dann.precision import PRECISIONS, PrecisionChoice, choose_precision, dtype_policy, probe_bfloat16_speedup
 from dann.selection import SELECT_OPTIONS
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# The configs: `configs/` in a checkout, installed as the package `dann.configs` (pyproject.toml).
+CONFIG_PATH = "pkg://dann.configs"  # as the commands' `hydra.main` reads them
+CONFIG_DIR = Path(str(importlib.resources.files("dann.configs")))
 # Errors whose message says what to fix: commands show them in one line, without a traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, InstantiationException, NonFiniteLossError, GradientCoverageError)
 
@@ -142,7 +145,7 @@ def compose_config(overrides: Sequence[str] = (), config_name: str = "train") ->
         >>> cfg = compose_config(["+experiment=moons", "trainer.steps=100"])
     """
     register_configs()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+    with initialize_config_module("dann.configs", version_base="1.3"):
         return with_plain_choices(compose(config_name=config_name, overrides=list(overrides)))
 
 

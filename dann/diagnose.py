@@ -13,13 +13,13 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from dann.config import register_configs
+from dann.config import CONFIG_PATH, register_configs
 from dann.diagnosis import diagnose
 
 register_configs()
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="diagnose")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="diagnose")
 def main(cfg: DictConfig) -> None:
     diagnosis = diagnose(cfg)
     print(diagnosis)

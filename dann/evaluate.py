@@ -10,10 +10,11 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from dann.config import CONFIG_PATH
 from dann.deployment import evaluate_run
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     figures = evaluate_run(cfg.run_dir, cfg.dataset, cfg.split, cfg.data_dir, cfg.batch_size)
     print(f"{figures['dataset']} {figures['split']}: accuracy {figures['accuracy']:.4f} on {figures['num_examples']} examples")

@@ -9,10 +9,11 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from dann.config import CONFIG_PATH
 from dann.deployment import export_run
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="export")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
 def main(cfg: DictConfig) -> None:
     print(export_run(cfg.run_dir))
 

@@ -18,7 +18,7 @@ import tensorflow as tf
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from dann.config import register_configs
+from dann.config import CONFIG_PATH, register_configs
 from dann.experiment import failure_message, train
 from dann.loop import EXIT_PREEMPTED, Preempted
 from dann.runs import CONFIG_FILE, TENSORBOARD_DIR, RunLockedError
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 register_configs()
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="train")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float:
     logging.getLogger("absl").setLevel(logging.WARNING)  # TensorFlow's checkpointing chatter
     run_dir = Path(HydraConfig.get().runtime.output_dir)

@@ -18,19 +18,20 @@ if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # each worker (and the processes 
         os.environ.setdefault(_variable, _threads)
 
 import pytest
-import tensorflow as tf
 from absl import logging as absl_logging
+from tests_support import SMALL_SPLIT, TINY_OVERRIDES, TINY_RUN, write_original_mnist_m
 
-# Logical devices must be configured before TensorFlow initialises its runtime.
-_cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-import tensorflow_datasets as tfds  # noqa: E402
-from tests_support import SMALL_SPLIT, TINY_OVERRIDES, TINY_RUN, write_original_mnist_m  # noqa: E402
+def pytest_configure(config: pytest.Config) -> None:
+    """Two logical CPU devices in each process that runs tests, configured before TensorFlow initialises its runtime.
+    pytest-xdist's controller only hands tests out: it starts the workers without importing TensorFlow (10 s)."""
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return
+    import tensorflow as tf
 
-from dann.config import compose_config  # noqa: E402
-from dann.data.mnist_m import BSDS500_TRAIN_DIR  # noqa: E402
-from dann.experiment import train  # noqa: E402
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,6 +43,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def _offline_mirror() -> Path | None:
     """A TFDS directory with prepared mnist and the BSDS500 photos: $TFDS_DATA_DIR, else ../shared/data."""
+    from dann.data.mnist_m import BSDS500_TRAIN_DIR
+
     for candidate in (os.environ.get("TFDS_DATA_DIR"), REPO.parent / "shared" / "data" / "tensorflow_datasets"):
         if candidate and (Path(candidate) / "mnist").is_dir() and (Path(candidate) / "downloads" / "manual" / BSDS500_TRAIN_DIR).is_dir():
             return Path(candidate)
@@ -64,7 +67,7 @@ def run_command(capsys, monkeypatch):
     """
 
     def run(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-        capsys.readouterr()  # the test's own output so far
+        before = capsys.readouterr()  # the test's own output so far, put back after the command's is taken
         monkeypatch.chdir(cwd)
         monkeypatch.setattr(sys, "argv", [module, *args])
         monkeypatch.delitem(sys.modules, module, raising=False)  # executed afresh as __main__, as by `python -m`
@@ -87,6 +90,8 @@ def run_command(capsys, monkeypatch):
                 handler.close()
             root.handlers[:], root.level = handlers, level
         out, err = capsys.readouterr()
+        sys.stdout.write(before.out)
+        sys.stderr.write(before.err)
         err += "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in caught)
         return subprocess.CompletedProcess([sys.executable, "-m", module, *args], status or 0, out, err)
 
@@ -96,6 +101,8 @@ def run_command(capsys, monkeypatch):
 @pytest.fixture
 def tiny_moons_cfg():
     """The moons experiment, shrunk to a few steps."""
+    from dann.config import compose_config
+
     return compose_config(["+experiment=moons", "data.num_train=64", "data.num_test=64", *TINY_OVERRIDES])
 
 
@@ -103,6 +110,9 @@ def tiny_moons_cfg():
 def tiny_run(tmp_path_factory) -> tuple[Path, dict]:
     """A finished run of `TINY_RUN` and its results, trained once for the tests that read it (or change a copy of it)."""
     run_dir = tmp_path_factory.mktemp("tiny_run") / "run"
+    from dann.config import compose_config
+    from dann.experiment import train
+
     return run_dir, train(compose_config(TINY_RUN), run_dir)
 
 
@@ -121,6 +131,8 @@ def offline_data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def small_mnist_m_dir(offline_data_dir) -> Path:
     """`offline_data_dir` with mnist_m/synthetic built from the first MNIST digits of each split (fast)."""
+    import tensorflow_datasets as tfds
+
     builder = tfds.builder("mnist_m", data_dir=offline_data_dir)
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(max_examples_per_split=SMALL_SPLIT))
     return offline_data_dir
@@ -132,5 +144,7 @@ def small_genuine_dir(small_mnist_m_dir) -> Path:
     manual = small_mnist_m_dir / "downloads" / "manual"
     for split, count in (("train", 30), ("test", 10)):
         write_original_mnist_m(manual, split, count)
+    import tensorflow_datasets as tfds
+
     tfds.builder("mnist_m/original", data_dir=small_mnist_m_dir).download_and_prepare()
     return small_mnist_m_dir

@@ -77,12 +77,13 @@ def test_train_evaluate_export_and_serve_from_folders(run_command, tmp_path):
         f"data.target={target}",
         "data.preprocessing.image_size=[28,28]",
     ]
-    done = run_command("dann.train", *folders, *TINY_OVERRIDES, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    done = run_command("dann.train", *folders, *TINY_OVERRIDES, "trainer.plots=true", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((run_dir / "results.json").read_text())
     assert results["source_folder"] == str(source) and 0.0 <= results["target_test_accuracy"] <= 1.0
+    assert all((run_dir / name).stat().st_size > 10_000 for name in ("learning_curves.png", "health.png", "embedding.png"))
 
-    # The library calls behind `python -m dann.evaluate` and `python -m dann.export` (as processes in tests/test_cli.py).
+    # The library calls behind `python -m dann.evaluate` and `python -m dann.export` (run as commands in tests/test_cli.py).
     figures = evaluate_run(run_dir, str(target))
     assert figures["num_examples"] == 20 and 0.0 <= figures["accuracy"] <= 1.0
     assert evaluation_file(run_dir, str(target), "test").exists()

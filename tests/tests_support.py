@@ -1,7 +1,6 @@
 """Constants and helpers shared by the tests."""
 
 import numpy as np
-import tensorflow as tf
 
 # A run of a few steps; no figures (a test of them asks for them with trainer.plots=true).
 TINY_OVERRIDES = ["trainer.steps=20", "trainer.log_every=10", "trainer.eval_every=20", "trainer.batch_size=16", "trainer.plots=false"]
@@ -15,6 +14,8 @@ SMALL_SPLIT = 200
 
 def write_original_mnist_m(root, split, count, label_lines=None):
     """Writes `count` random 32x32 PNGs and their labels as the original MNIST-M lays them out under `root`."""
+    import tensorflow as tf  # here: conftest.py imports this module in pytest-xdist's controller too
+
     folder = root / "mnist_m" / f"mnist_m_{split}"
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(len(split))

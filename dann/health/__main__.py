@@ -10,10 +10,11 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from dann.config import CONFIG_PATH
 from dann.health.report import health_report
 
 
-@hydra.main(version_base="1.3", config_path="../../configs", config_name="health")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="health")
 def main(cfg: DictConfig) -> None:
     report, monitor = health_report(cfg.run_dir)
     print(report)
