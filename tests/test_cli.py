@@ -214,3 +214,16 @@ def test_time_to_accuracy_times_each_evaluation(tmp_path, monkeypatch, capsys, r
     training = [without for _, without in timings]
     assert 0 < training[0] and training == sorted(training) and all(without <= total for total, without in timings)
     assert "reached 0.5 after" in lines[-1] and "s without evaluations)" in lines[-1]
+
+
+def test_an_experiment_of_ones_own_from_a_folder_outside_the_package(run_command, tmp_path):
+    experiment = tmp_path / "my_configs" / "experiment" / "my_moons.yaml"
+    experiment.parent.mkdir(parents=True)
+    experiment.write_text("# @package _global_\ndefaults:\n  - moons  # a packaged experiment, extended\n\noptimizer:\n  lr: 0.02\n")
+    run_dir = tmp_path / "run"
+    search_path = f"hydra.searchpath=[file://{tmp_path / 'my_configs'}]"
+    done = run_command("dann.train", search_path, "+experiment=my_moons", "data.num_train=64", "data.num_test=64", *TINY_OVERRIDES,
+                       f"hydra.run.dir={run_dir}", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "lr: 0.02" in (run_dir / "config.yaml").read_text()
+    assert compose_config([search_path, "+experiment=my_moons"]).optimizer.lr == 0.02  # the same option, for the library

@@ -299,8 +299,8 @@ def test_preempted_refused_killed_and_resumed_processes_on_one_run(tmp_path, run
     SIGTERM saves and exits with EXIT_PREEMPTED; a resumed process killed with SIGKILL after a checkpoint (its lock
     left behind) leaves a run that resumes to completion, each logging interval written once."""
     run_dir = tmp_path / "run"
-    overrides = ["+experiment=moons", "trainer.steps=2000", "trainer.checkpoint_every=100", "trainer.log_every=100",
-                 "trainer.eval_every=1000"]  # fmt: skip
+    overrides = ["+experiment=moons", "trainer.steps=600", "trainer.checkpoint_every=100", "trainer.log_every=100",
+                 "trainer.eval_every=300"]  # fmt: skip
     command = [sys.executable, "-m", "dann.train", *overrides, f"hydra.run.dir={run_dir}"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
@@ -334,9 +334,9 @@ def test_preempted_refused_killed_and_resumed_processes_on_one_run(tmp_path, run
     killed_at = int(tf.train.latest_checkpoint(run_dir / "checkpoints").rsplit("-", 1)[1])
 
     results = train(compose_config(overrides), run_dir)  # the same resume as the command's, without a third process
-    assert results["steps"] == 2000 and results["resumed_from_step"] == killed_at > stopped_at
+    assert results["steps"] == 600 and results["resumed_from_step"] == killed_at > stopped_at
     steps = [record["step"] for record in _metrics(run_dir) if "label_loss" in record]
-    assert steps == list(range(100, 2001, 100))  # every interval once: lines after a checkpoint were not kept twice
+    assert steps == list(range(100, 601, 100))  # every interval once: lines after a checkpoint were not kept twice
 
 
 def test_a_run_killed_before_its_first_checkpoint_starts_over_cleanly(tmp_path, tiny_run):

@@ -122,6 +122,7 @@ def test_genuine_experiment_reports_on_the_official_test_split_when_built(small_
         'data.target_train_split="train[:20]"',
         'data.source_train_split="train[:512]"',
         'data.source_test_split="test[:200]"',
+        "model.feature_extractor.filters=[8,8]",  # the recipe's width is not what is tested
         *TINY_OVERRIDES,
     ]
     cfg = compose_config(["+experiment=mnist_m_genuine", f"data.data_dir={small_genuine_dir}", *overrides])
