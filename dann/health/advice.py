@@ -7,7 +7,7 @@ a rule that holds at `CONSECUTIVE` evaluations in a row warns once, saying what 
 which config keys to try. No rule reads a target label.
 
 The thresholds were measured on healthy and deliberately broken runs of moons and MNIST-M
-(`scripts/health_drill.py`; README, "Is adaptation working?").
+(`scripts/health_drill.py`; docs/health.md).
 """
 
 from __future__ import annotations
