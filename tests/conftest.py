@@ -42,12 +42,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def _offline_mirror() -> Path | None:
-    """A TFDS directory with prepared mnist and the BSDS500 photos: $TFDS_DATA_DIR, else ../shared/data."""
+    """Where TFDS looks by default ($TFDS_DATA_DIR, else ~/tensorflow_datasets), if it holds prepared mnist and the
+    BSDS500 photos (`downloads/manual/BSR`, as the mnist_m builder's manual download)."""
     from dann.data.mnist_m import BSDS500_TRAIN_DIR
 
-    for candidate in (os.environ.get("TFDS_DATA_DIR"), REPO.parent / "shared" / "data" / "tensorflow_datasets"):
-        if candidate and (Path(candidate) / "mnist").is_dir() and (Path(candidate) / "downloads" / "manual" / BSDS500_TRAIN_DIR).is_dir():
-            return Path(candidate)
+    candidate = Path(os.environ.get("TFDS_DATA_DIR") or Path.home() / "tensorflow_datasets")
+    if (candidate / "mnist").is_dir() and (candidate / "downloads" / "manual" / BSDS500_TRAIN_DIR).is_dir():
+        return candidate
     return None
 
 
@@ -121,7 +122,10 @@ def offline_data_dir(tmp_path_factory) -> Path:
     """A writable TFDS data directory holding prepared mnist and the BSDS500 training photos (never the network)."""
     mirror = _offline_mirror()
     if mirror is None:
-        pytest.skip("no offline TFDS mirror: set TFDS_DATA_DIR to a directory with prepared mnist and the BSDS500 photos")
+        pytest.skip(
+            "no prepared mnist and BSDS500 photos where TFDS looks ($TFDS_DATA_DIR, else ~/tensorflow_datasets): "
+            "set TFDS_DATA_DIR to a copy of such a directory (.ci/run copies one)"
+        )
     data_dir = tmp_path_factory.mktemp("tfds")
     shutil.copytree(mirror / "mnist", data_dir / "mnist")
     shutil.copytree(mirror / "downloads" / "manual" / "BSR", data_dir / "downloads" / "manual" / "BSR")
