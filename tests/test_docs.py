@@ -1,5 +1,6 @@
 """The user's pages: the library examples run as printed (with fewer steps), and no page reads as a work log."""
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -32,3 +33,10 @@ def test_library_example_trains(tmp_path, monkeypatch):
     assert results["steps"] == 20
     assert 0.0 <= results["target_test_accuracy"] <= 1.0
     assert int(namespace["algorithm"].optimizer.iterations) == 40 and (tmp_path / "dann.weights.h5").exists()
+
+
+def test_the_configuration_page_is_generated_from_the_current_configs():
+    spec = importlib.util.spec_from_file_location("config_reference", REPO / "scripts" / "config_reference.py")
+    config_reference = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(config_reference)
+    assert config_reference.PAGE.read_text() == config_reference.render(), "run python scripts/config_reference.py"
