@@ -33,8 +33,9 @@ from dann.precision import PRECISIONS, PrecisionChoice, choose_precision, dtype_
 from dann.selection import SELECT_OPTIONS
 
 # The configs: `configs/` in a checkout, installed as the package `dann.configs` (pyproject.toml).
-CONFIG_PATH = "pkg://dann.configs"  # as the commands' `hydra.main` reads them
-CONFIG_DIR = Path(str(importlib.resources.files("dann.configs")))
+CONFIG_PACKAGE = "dann.configs"
+CONFIG_PATH = f"pkg://{CONFIG_PACKAGE}"  # as the commands' `hydra.main` reads them
+CONFIG_DIR = Path(str(importlib.resources.files(CONFIG_PACKAGE)))
 # Errors whose message says what to fix: commands show them in one line, without a traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, InstantiationException, NonFiniteLossError, GradientCoverageError)
 
@@ -145,7 +146,7 @@ def compose_config(overrides: Sequence[str] = (), config_name: str = "train") ->
         >>> cfg = compose_config(["+experiment=moons", "trainer.steps=100"])
     """
     register_configs()
-    with initialize_config_module("dann.configs", version_base="1.3"):
+    with initialize_config_module(CONFIG_PACKAGE, version_base="1.3"):
         return with_plain_choices(compose(config_name=config_name, overrides=list(overrides)))
 
 

@@ -46,8 +46,9 @@ def render() -> str:
     lines += ["", "## `trainer`", "", "| key | type | default | meaning |", "| --- | --- | --- | --- |"]
     defaults, meanings = OmegaConf.load(CONFIG_DIR / "trainer" / "default.yaml"), _comments(CONFIG_DIR / "trainer" / "default.yaml")
     for key in dataclasses.fields(TrainerConfig):
-        kind = key.type if isinstance(key.type, str) else getattr(key.type, "__name__", str(key.type))
-        lines.append(f"| `trainer.{key.name}` | {kind} | `{defaults[key.name]}` | {_cell(meanings.get(key.name, ''))} |")
+        lines.append(
+            f"| `trainer.{key.name}` | {_cell(_type_name(key.type))} | `{defaults[key.name]}` | {_cell(meanings.get(key.name, ''))} |"
+        )
     for name, algorithm in ALGORITHM_SCHEMAS.items():
         lines += ["", f"## `algorithm={name}` ({algorithm.__name__})", ""]
         settings, meanings = algorithm.settings(), _arguments(algorithm)
@@ -89,9 +90,9 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="compare instead of writing")
     args = parser.parse_args()
     if args.check:
-        current = PAGE.read_text() if PAGE.exists() else ""
-        print(f"{PAGE} is {'up to date' if current == render() else 'out of date: run python scripts/config_reference.py'}")
-        return int(current != render())
+        stale = (PAGE.read_text() if PAGE.exists() else "") != render()
+        print(f"{PAGE} is {'out of date: run python scripts/config_reference.py' if stale else 'up to date'}")
+        return int(stale)
     PAGE.write_text(render())
     print(PAGE)
     return 0

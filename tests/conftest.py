@@ -83,9 +83,11 @@ def run_command(capsys, monkeypatch):
                 runpy.run_module(module, run_name="__main__", alter_sys=True)
             status = 0
         except SystemExit as exit:
-            status = exit.code if isinstance(exit.code, int) or exit.code is None else 1
-            if status == 1 and not isinstance(exit.code, int):  # sys.exit(message): the interpreter prints it
+            if exit.code is None or isinstance(exit.code, int):
+                status = exit.code or 0
+            else:  # sys.exit(message): the interpreter prints it and exits with 1
                 print(exit.code, file=sys.stderr)
+                status = 1
         finally:
             for handler in set(root.handlers) - set(handlers):  # Hydra's log handlers for the run
                 handler.close()
@@ -94,7 +96,7 @@ def run_command(capsys, monkeypatch):
         sys.stdout.write(before.out)
         sys.stderr.write(before.err)
         err += "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in caught)
-        return subprocess.CompletedProcess([sys.executable, "-m", module, *args], status or 0, out, err)
+        return subprocess.CompletedProcess([sys.executable, "-m", module, *args], status, out, err)
 
     return run
 

@@ -1,6 +1,5 @@
 """The command-line entry points, run as `python -m` runs them (`run_command`, conftest.py); a served model in a fresh interpreter."""
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tensorboard.plugins.hparams import plugin_data_pb2
-from tests_support import TINY_OVERRIDES, write_original_mnist_m
+from tests_support import TINY_OVERRIDES, load_script, write_original_mnist_m
 
 import dann
 from dann.config import compose_config
@@ -112,20 +111,12 @@ def test_multirun_sweeps_seeds(run_command, tmp_path, monkeypatch, capsys):
     assert swept == [(0, 0.01), (0, 0.1), (1, 0.01), (1, 0.1)]  # for TensorBoard's HParams dashboard
 
     monkeypatch.setattr(sys, "argv", ["collect_results.py", str(sweep_dir)])
-    _script("collect_results").main()
+    load_script("collect_results").main()
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "target_test_accuracy over 4 finished runs"
     assert lines[1] == "| optimizer.lr | runs | seeds | mean | std | min | max |"
     assert sorted(line.split(" | ")[0] for line in lines[3:]) == ["| 0.01", "| 0.1"]
     assert all(" | 2 | 0 1 | " in line for line in lines[3:])
-
-
-def _script(name: str):
-    """The module `scripts/<name>.py`, imported (its `main` reads `sys.argv`)."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _hparams(run_dir):
@@ -198,7 +189,7 @@ def test_mnist_m_experiment_on_small_subsets_then_evaluate_on_original(run_comma
 
 @pytest.mark.slow
 def test_time_to_accuracy_times_each_evaluation(tmp_path, monkeypatch, capsys, run_command):
-    script, time_to_accuracy = REPO / "scripts" / "time_to_accuracy.py", _script("time_to_accuracy")
+    script, time_to_accuracy = REPO / "scripts" / "time_to_accuracy.py", load_script("time_to_accuracy")
 
     def in_this_process(command, **options):  # the `python -m dann.train ...` of dann.grid (test_grid.py starts one)
         assert command[:3] == [sys.executable, "-m", "dann.train"] and options == {"capture_output": True, "text": True}

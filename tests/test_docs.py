@@ -1,10 +1,10 @@
 """The user's pages: the library examples run as printed (with fewer steps), and no page reads as a work log."""
 
-import importlib.util
 import re
 from pathlib import Path
 
 import pytest
+from tests_support import load_script
 
 REPO = Path(__file__).resolve().parent.parent
 LIBRARY_PAGE = REPO / "docs" / "library.md"
@@ -36,7 +36,5 @@ def test_library_example_trains(tmp_path, monkeypatch):
 
 
 def test_the_configuration_page_is_generated_from_the_current_configs():
-    spec = importlib.util.spec_from_file_location("config_reference", REPO / "scripts" / "config_reference.py")
-    config_reference = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(config_reference)
+    config_reference = load_script("config_reference")
     assert config_reference.PAGE.read_text() == config_reference.render(), "run python scripts/config_reference.py"

@@ -1,19 +1,16 @@
 """scripts/validator_study.py on sweeps whose answer is known."""
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tests_support import load_script
 
 from dann.selection import VALIDATORS
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "validator_study.py"
-spec = importlib.util.spec_from_file_location("validator_study", SCRIPT)
-validator_study = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(validator_study)
+validator_study = load_script("validator_study")
 
 
 def _sweep(tmp_path: Path) -> Path:
@@ -45,7 +42,7 @@ def test_spearman_ranks_ties_together():
 
 
 def test_the_command_prints_the_table(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", [str(SCRIPT), "--sweep-dir", str(_sweep(tmp_path))])
+    monkeypatch.setattr(sys, "argv", ["validator_study.py", "--sweep-dir", str(_sweep(tmp_path))])
     validator_study.main()
     printed = capsys.readouterr().out
     assert "2 runs, 6 checkpoints" in printed

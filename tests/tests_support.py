@@ -1,5 +1,8 @@
 """Constants and helpers shared by the tests."""
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 
 # A run of a few steps; no figures (a test of them asks for them with trainer.plots=true).
@@ -27,3 +30,11 @@ def write_original_mnist_m(root, split, count, label_lines=None):
         lines.append(f"{name} {index % 10}")
     (root / "mnist_m" / f"mnist_m_{split}_labels.txt").write_text("\n".join(label_lines or lines) + "\n")
     return folder
+
+
+def load_script(name: str):
+    """The module `scripts/<name>.py`, imported (its `main` reads `sys.argv`)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
