@@ -23,12 +23,10 @@ def test_moons_are_deterministic_and_rotated():
 def test_dann_beats_source_only_on_target(tmp_path):
     target_accuracy = {}
     for experiment in ("moons", "moons_source_only"):
+        # One evaluation, at the end: the accuracies compared are the final ones.
+        overrides = ["trainer.plots=false", "trainer.eval_every=2000", "trainer.steps_per_call=200"]
         runs = [
-            # One evaluation, at the end: the accuracies compared are the final ones.
-            train(
-                compose_config([f"+experiment={experiment}", f"seed={seed}", "trainer.plots=false", "trainer.eval_every=2000"]),
-                tmp_path / f"{experiment}{seed}",
-            )  # fmt: skip
+            train(compose_config([f"+experiment={experiment}", f"seed={seed}", *overrides]), tmp_path / f"{experiment}{seed}")
             for seed in range(3)
         ]
         target_accuracy[experiment] = np.mean([run["target_test_accuracy"] for run in runs])

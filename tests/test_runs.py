@@ -300,13 +300,22 @@ def test_preempted_refused_killed_and_resumed_processes_on_one_run(tmp_path, run
     left behind) leaves a run that resumes to completion, each logging interval written once."""
     run_dir = tmp_path / "run"
     overrides = ["+experiment=moons", "trainer.steps=600", "trainer.checkpoint_every=100", "trainer.log_every=100",
-                 "trainer.eval_every=300"]  # fmt: skip
-    command = [sys.executable, "-m", "dann.train", *overrides, f"hydra.run.dir={run_dir}"]
+                 "trainer.eval_every=300", "trainer.plots=false"]  # fmt: skip
+    argv = ["dann.train", *overrides, f"hydra.run.dir={run_dir}"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
-    def start_and_pause_after_a_checkpoint(after_step: int, **streams) -> subprocess.Popen:
-        """A training process, stopped (SIGSTOP, still alive and holding the run) once a checkpoint beyond `after_step` exists."""
-        process = subprocess.Popen(command, cwd=tmp_path, env=env, text=True, **streams)
+    def start(**streams) -> subprocess.Popen:
+        """A training process that imports TensorFlow and dann at once, then trains when a line arrives on its stdin:
+        the resumed process's imports overlap the first process's run."""
+        go = (f"import runpy, sys, dann.train\nif sys.stdin.readline() == 'go\\n':\n    sys.argv = {argv!r}\n"
+              "    runpy.run_module('dann.train', run_name='__main__')")  # fmt: skip
+        return subprocess.Popen([sys.executable, "-c", go], cwd=tmp_path, env=env, text=True, stdin=subprocess.PIPE, **streams)
+
+    def train_and_pause_after_a_checkpoint(process: subprocess.Popen, after_step: int) -> None:
+        """Lets `process` train, and stops it (SIGSTOP, still alive and holding the run) once a checkpoint beyond
+        `after_step` exists."""
+        process.stdin.write("go\n")
+        process.stdin.flush()
         deadline = time.monotonic() + 180
         while process.poll() is None and time.monotonic() < deadline:
             latest = tf.train.latest_checkpoint(run_dir / "checkpoints")
@@ -315,9 +324,10 @@ def test_preempted_refused_killed_and_resumed_processes_on_one_run(tmp_path, run
                 break
             time.sleep(0.02)
         assert process.poll() is None and not (run_dir / "results.json").exists(), "the run ended before it could be paused"
-        return process
 
-    first = start_and_pause_after_a_checkpoint(0, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    first = start(stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    resumed = start(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    train_and_pause_after_a_checkpoint(first, 0)
     second = run_command("dann.train", *overrides, f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert second.returncode == 1 and f"is being trained by process {first.pid}" in second.stdout
     first.send_signal(signal.SIGTERM)
@@ -328,7 +338,7 @@ def test_preempted_refused_killed_and_resumed_processes_on_one_run(tmp_path, run
     stopped_at = int(tf.train.latest_checkpoint(run_dir / "checkpoints").rsplit("-", 1)[1])
     assert f"SIGTERM at step {stopped_at}:" in output  # the steps since the last checkpoint were saved
 
-    resumed = start_and_pause_after_a_checkpoint(stopped_at, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    train_and_pause_after_a_checkpoint(resumed, stopped_at)
     resumed.send_signal(signal.SIGKILL)
     resumed.wait()
     killed_at = int(tf.train.latest_checkpoint(run_dir / "checkpoints").rsplit("-", 1)[1])
