@@ -13,9 +13,15 @@ The precision (`trainer.precision`) is chosen in `dann.precision`.
 
 from __future__ import annotations
 
+import json
+import os
+import platform
+from pathlib import Path
+
 import tensorflow as tf
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
+CPUINFO = Path("/proc/cpuinfo")
 
 
 def split_cpu(num_devices: int) -> None:
@@ -51,3 +57,46 @@ def build_strategy(name: str, cpu_devices: int = 1) -> tf.distribute.Strategy:
     if tf.config.list_logical_devices("GPU"):
         return tf.distribute.MirroredStrategy()
     return tf.distribute.MirroredStrategy([device.name for device in tf.config.list_logical_devices("CPU")])
+
+
+def describe_devices(strategy: str, cpu_devices: int = 1) -> str:
+    """What a run of `trainer.strategy=strategy` trains on, in two lines: the devices and the replicas.
+
+    Call it in a fresh process, as a run would: `mirrored` splits the CPU into `cpu_devices` first.
+    A `multi_worker` cluster is described from `TF_CONFIG`, without joining it.
+    """
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = [tf.config.experimental.get_device_details(gpu) for gpu in gpus]
+        devices = ", ".join(
+            f"{detail.get('device_name', 'GPU')} (compute capability {'.'.join(map(str, detail.get('compute_capability', ('?',))))})"
+            for detail in details
+        )
+        devices = f"{len(gpus)} GPU: {devices}"
+    else:
+        devices = f"CPU: {device_name()} (TensorFlow sees no GPU)"
+    if strategy == "multi_worker":
+        workers = len(json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {}).get("worker", [])) or 1
+        replicas = f"multi_worker: {workers} worker(s) in TF_CONFIG, each with the devices above"
+    else:
+        built = build_strategy(strategy, cpu_devices)
+        replicas = f"{strategy}: {built.num_replicas_in_sync} replica(s)"
+    return f"devices   {devices}\nstrategy  {replicas}"
+
+
+def device_name() -> str:
+    """The GPU's name if TensorFlow sees one, else the CPU model and its logical core count."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()  # taskset and cgroups too
+    return f"{cpuinfo_field('model name') or platform.processor()}, {cores} logical cores"
+
+
+def cpuinfo_field(name: str, cpuinfo: Path | None = None) -> str:
+    """The first `name : value` of /proc/cpuinfo (or `cpuinfo`); "" where there is none."""
+    try:
+        lines = (cpuinfo or CPUINFO).read_text().splitlines()
+    except OSError:
+        return ""
+    return next((line.split(":", 1)[1].strip() for line in lines if line.split(":", 1)[0].strip() == name), "")

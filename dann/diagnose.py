@@ -1,6 +1,7 @@
-"""`python -m dann.diagnose +experiment=NAME [algorithm=NAME]`: prints which variables and components get gradients.
+"""`python -m dann.diagnose +experiment=NAME [algorithm=NAME]`: what a run would use, and which variables get gradients.
 
-Builds the model and algorithm exactly as `dann.train` would, takes one batch pair, and
+Builds the model and algorithm exactly as `dann.train` would, prints the devices, the
+strategy's replicas and the precision a run would train in, takes one batch pair, and
 prints the gradient coverage of one update and the gradient flow of each loss against the
 components the algorithm declares (`dann.diagnosis.diagnose`). Exits with status 1 when a
 variable gets no gradient, a loss reaches the wrong components, or the reversal is broken.

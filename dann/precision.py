@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import statistics
 import time
 import warnings
@@ -36,6 +35,7 @@ from typing import Callable, Iterator
 import keras
 import tensorflow as tf
 
+from dann.devices import cpuinfo_field, device_name
 from dann.runs import write_atomically
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
@@ -45,7 +45,6 @@ BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 BFLOAT16_GPU_CAPABILITY = (8, 0)
 # bfloat16 rounds more coarsely than float32: take it only for a clear gain in speed.
 MIN_BFLOAT16_SPEEDUP = 1.15
-CPUINFO = Path("/proc/cpuinfo")
 VERDICTS_DIR = "precision"  # under the cache directory
 
 log = logging.getLogger(__name__)
@@ -87,14 +86,14 @@ def native_bfloat16(cpuinfo: Path | None = None) -> str | None:
     """Why the devices TensorFlow trains on compute bfloat16 natively ("GPU compute capability 8.6"), or `None`.
 
     With GPUs, they decide (the model runs there), all of them; without, the CPU's flags
-    (read from `cpuinfo`, default `CPUINFO`; another OS than Linux: `None`).
+    (read from `cpuinfo`, default `dann.devices.CPUINFO`; another OS than Linux: `None`).
     """
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         capabilities = [tuple(tf.config.experimental.get_device_details(gpu).get("compute_capability") or (0, 0)) for gpu in gpus]
         slowest = min(capabilities)
         return f"GPU compute capability {slowest[0]}.{slowest[1]}" if slowest >= BFLOAT16_GPU_CAPABILITY else None
-    found = [flag for flag in BFLOAT16_CPU_FLAGS if flag in _cpuinfo_field("flags", cpuinfo).split()]
+    found = [flag for flag in BFLOAT16_CPU_FLAGS if flag in cpuinfo_field("flags", cpuinfo).split()]
     return f"CPU flags {', '.join(found)}" if found else None
 
 
@@ -229,15 +228,6 @@ def machine_signature() -> dict:
     }
 
 
-def device_name() -> str:
-    """The GPU's name if TensorFlow sees one, else the CPU model and its logical core count."""
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()  # taskset and cgroups too
-    return f"{_cpuinfo_field('model name') or platform.processor()}, {cores} logical cores"
-
-
 def verdict_key(network: dict) -> dict:
     """The key of a kept verdict: this machine (`machine_signature`) and `network`."""
     return {"machine": machine_signature(), "network": network}
@@ -293,12 +283,3 @@ def _repeated(run: Callable[[], object], times: int) -> Callable[[], None]:
             run()
 
     return repeated
-
-
-def _cpuinfo_field(name: str, cpuinfo: Path | None = None) -> str:
-    """The first `name : value` of /proc/cpuinfo (or `cpuinfo`); "" where there is none."""
-    try:
-        lines = (cpuinfo or CPUINFO).read_text().splitlines()
-    except OSError:
-        return ""
-    return next((line.split(":", 1)[1].strip() for line in lines if line.split(":", 1)[0].strip() == name), "")

@@ -36,10 +36,11 @@ import tensorflow as tf
 from dann.algorithms import Algorithm
 from dann.config import build_algorithm, build_datasets, build_model, choose_run_precision, compose_config, trainer_settings
 from dann.data import DomainDatasets, training_batches
+from dann.devices import device_name
 from dann.layers import GradientReversal
 from dann.loop import TrainerSettings
 from dann.models import AdaptationModel
-from dann.precision import device_name, time_interleaved
+from dann.precision import time_interleaved
 
 DEFAULT_EXPERIMENT = "+experiment=mnist_m_paper"
 # The step is also timed in these, beside the run's precision, to show what `auto` chose between.

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from dann.devices import device_name
 from dann.grid import GridRun, markdown_table, train_grid
-from dann.precision import device_name
 
 # MNIST-M test accuracy published for each row. Ganin et al., JMLR 2016, table 2 (their network);
 # VADA and DIRT-T: Shu et al., ICLR 2018, table 1, with their larger network and 80,000 steps.

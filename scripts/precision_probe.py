@@ -14,7 +14,8 @@ import sys
 import time
 
 from dann.config import USER_ERRORS, build_datasets, build_model, choose_run_precision, compose_config, probe_batch
-from dann.precision import MIN_BFLOAT16_SPEEDUP, device_name, probe_bfloat16_speedup
+from dann.devices import device_name
+from dann.precision import MIN_BFLOAT16_SPEEDUP, probe_bfloat16_speedup
 
 
 def main() -> None:

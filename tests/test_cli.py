@@ -81,6 +81,8 @@ def test_diagnose_prints_tables_and_exits_zero(run_command, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "every trainable variable gets a gradient" in done.stdout
     assert "flow: as the algorithm declares" in done.stdout
+    assert "devices   CPU: " in done.stdout and "strategy  default: 1 replica(s)" in done.stdout
+    assert "precision float32 (trainer.precision=float32: asked for)" in done.stdout  # what a run would train in
     assert list(tmp_path.iterdir()) == []  # diagnosing writes nothing
 
 

@@ -11,8 +11,10 @@ import tensorflow as tf
 from hydra.utils import get_class
 from tests_support import TINY_OVERRIDES
 
+import dann.devices
 import dann.precision
 from dann.config import build_datasets, choose_run_precision, compose_config
+from dann.devices import describe_devices
 from dann.experiment import train
 from dann.precision import (
     MIN_BFLOAT16_SPEEDUP,
@@ -48,7 +50,7 @@ def cpu(monkeypatch, tmp_path):
     def fake(model: str = "Some CPU", flags: str = "") -> None:
         path = tmp_path / f"cpuinfo-{model}-{flags}"
         path.write_text(f"processor\t: 0\nmodel name\t: {model}\nflags\t\t: fpu sse2 avx2 {flags}\n\n")
-        monkeypatch.setattr(dann.precision, "CPUINFO", path)
+        monkeypatch.setattr(dann.devices, "CPUINFO", path)
 
     return fake
 
@@ -74,6 +76,15 @@ def test_a_gpu_decides_by_its_compute_capability_without_measuring(gpus, cpu, ca
     cpu(flags="amx_bf16")  # the CPU does not matter when the model runs on GPUs
     choice = choose_precision("auto", probe=never_called)
     assert choice.policy == expected and choice.bfloat16_speedup is None
+
+
+def test_the_devices_a_run_would_train_on_are_named(gpus, cpu):
+    cpu("Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz")
+    assert describe_devices("default").startswith("devices   CPU: Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz, ")
+    gpus[:] = [(8, 0)]
+    assert describe_devices("default") == (
+        "devices   1 GPU: GPU (compute capability 8.0)\nstrategy  default: 1 replica(s)"
+    )  # fmt: skip
 
 
 def test_a_cpu_without_bfloat16_instructions_gets_float32_without_measuring(gpus, cpu):
