@@ -23,6 +23,21 @@ def test_one_tensorflow_distribution_is_installed():
 
 
 @pytest.mark.package
+def test_the_gpu_extra_resolves_to_one_tensorflow_distribution(tmp_path):
+    """What `pip install '.[gpu]'` would install, resolved from the package index without installing it."""
+    report = tmp_path / "report.json"
+    resolved = subprocess.run(
+        [sys.executable, "-m", "pip", "install", f"{REPO}[gpu]", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report)],
+        capture_output=True,
+        text=True,
+    )
+    assert resolved.returncode == 0, resolved.stderr[-3000:]
+    names = {item["metadata"]["name"].lower().replace("_", "-") for item in json.loads(report.read_text())["install"]}
+    assert names & TENSORFLOW_DISTRIBUTIONS == {"tensorflow"}
+    assert any(name.startswith("nvidia-cudnn") for name in names)  # the CUDA libraries come with it
+
+
+@pytest.mark.package
 def test_the_wheel_installs_and_trains_outside_the_checkout(tmp_path):
     built = subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--outdir", str(tmp_path / "dist"), str(REPO)], capture_output=True, text=True
