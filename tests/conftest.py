@@ -41,15 +41,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
-def _offline_mirror() -> Path | None:
-    """Where TFDS looks by default ($TFDS_DATA_DIR, else ~/tensorflow_datasets), if it holds prepared mnist and the
-    BSDS500 photos (`downloads/manual/BSR`, as the mnist_m builder's manual download)."""
+def _offline_mirror() -> tuple[Path, Path] | None:
+    """Where TFDS looks by default ($TFDS_DATA_DIR, else ~/tensorflow_datasets), and the BSDS500 photos there, if it
+    holds prepared mnist and the photos: `downloads/manual/BSR` (an offline copy) or TFDS's extraction of the download
+    (what `python -m dann.data` leaves)."""
     from dann.data.mnist_m import BSDS500_TRAIN_DIR
 
     candidate = Path(os.environ.get("TFDS_DATA_DIR") or Path.home() / "tensorflow_datasets")
-    if (candidate / "mnist").is_dir() and (candidate / "downloads" / "manual" / BSDS500_TRAIN_DIR).is_dir():
-        return candidate
-    return None
+    photos = [
+        candidate / "downloads" / "manual" / BSDS500_TRAIN_DIR,
+        *(candidate / "downloads" / "extracted").glob(f"*/{BSDS500_TRAIN_DIR}"),
+    ]
+    found = [path for path in photos if path.is_dir()]
+    return (candidate, found[0]) if (candidate / "mnist").is_dir() and found else None
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -122,15 +126,18 @@ def tiny_run(tmp_path_factory) -> tuple[Path, dict]:
 @pytest.fixture(scope="session")
 def offline_data_dir(tmp_path_factory) -> Path:
     """A writable TFDS data directory holding prepared mnist and the BSDS500 training photos (never the network)."""
-    mirror = _offline_mirror()
-    if mirror is None:
+    found = _offline_mirror()
+    if found is None:
         pytest.skip(
             "no prepared mnist and BSDS500 photos where TFDS looks ($TFDS_DATA_DIR, else ~/tensorflow_datasets): "
-            "set TFDS_DATA_DIR to a copy of such a directory (.ci/run copies one)"
+            "python -m dann.data prepares them (or set TFDS_DATA_DIR to a copy of such a directory)"
         )
+    from dann.data.mnist_m import BSDS500_TRAIN_DIR
+
+    mirror, photos = found
     data_dir = tmp_path_factory.mktemp("tfds")
     shutil.copytree(mirror / "mnist", data_dir / "mnist")
-    shutil.copytree(mirror / "downloads" / "manual" / "BSR", data_dir / "downloads" / "manual" / "BSR")
+    shutil.copytree(photos, data_dir / "downloads" / "manual" / BSDS500_TRAIN_DIR)
     return data_dir
 
 

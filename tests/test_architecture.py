@@ -5,7 +5,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 # `python -m <command>` modules: they parse a command line and print, over library functions.
-COMMANDS = {"dann.train", "dann.evaluate", "dann.diagnose", "dann.plot", "dann.export", "dann.benchmark", "dann.health.__main__"}
+COMMANDS = {"dann.train", "dann.evaluate", "dann.diagnose", "dann.plot", "dann.export", "dann.benchmark", "dann.health.__main__",
+            "dann.data.__main__"}  # fmt: skip
 
 
 def _module_name(path: Path) -> str:

@@ -2,10 +2,9 @@
 
 import json
 
-import numpy as np
 import pytest
 import tensorflow as tf
-from tests_support import TINY_OVERRIDES
+from tests_support import TINY_OVERRIDES, write_domain
 
 from dann.config import compose_config
 from dann.data import CorruptDataError, ImagePreprocessing, MissingDataError, image_folder_domains
@@ -14,20 +13,6 @@ from dann.experiment import train
 from dann.runs import evaluation_file
 
 SMALL = ImagePreprocessing(image_size=(28, 28))
-
-
-def write_domain(root, classes=("cat", "dog"), per_class=10, size=(20, 24), brightness=0, split_folders=False):
-    """Writes `per_class` PNGs per class under `root/<class>/` (or `root/train|test/<class>/`); class `i` is `40 * i` brighter."""
-    rng = np.random.default_rng(len(str(root)))
-    parts = [root / "train", root / "test"] if split_folders else [root]
-    for part in parts:
-        for index, name in enumerate(classes):
-            folder = part / name
-            folder.mkdir(parents=True, exist_ok=True)
-            for image in range(per_class):
-                pixels = np.clip(rng.integers(0, 60, (*size, 3)) + 40 * index + brightness, 0, 255).astype(np.uint8)
-                (folder / f"{image:03d}.png").write_bytes(tf.io.encode_png(pixels).numpy())
-    return root
 
 
 def _count(dataset):

@@ -8,6 +8,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from tests_support import SMALL_SPLIT, TINY_OVERRIDES, write_original_mnist_m
 
+import dann.data.prepare
 from dann.config import compose_config
 from dann.data import ImagePreprocessing, MissingDataError, RandomInversion, tfds_domains, training_batches
 from dann.data.tfds_domains import check_disjoint, check_same_label_space, choose_split
@@ -137,3 +138,21 @@ def test_genuine_experiment_refuses_a_dev_split_inside_the_training_split(small_
     with pytest.raises(ValueError, match="shares 5 examples"):
         train(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_prepare_copies_what_a_mirror_holds_and_says_where(offline_data_dir, run_command, tmp_path):
+    data_dir = tmp_path / "tensorflow_datasets"
+    done = run_command("dann.data", "mnist", "--mirror", str(offline_data_dir), "--data-dir", str(data_dir), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == f"mnist: {data_dir / 'mnist' / '3.0.1'} (test 10,000, train 60,000)"
+    assert (data_dir / "downloads" / "manual" / "BSR").is_dir()  # the manual downloads: offline, mnist_m builds from them
+    again = run_command("dann.data", "mnist", "--data-dir", str(data_dir), cwd=tmp_path)  # prepared: nothing to copy or download
+    assert again.returncode == 0 and again.stdout == done.stdout
+
+
+def test_prepare_without_data_or_network_says_what_to_do_in_one_line(run_command, tmp_path, monkeypatch):
+    monkeypatch.setattr(dann.data.prepare, "unreachable_hosts", lambda builder: ["storage.example"])
+    done = run_command("dann.data", "mnist", "--data-dir", str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.strip().startswith("Error: mnist is not prepared in") and len(done.stderr.strip().splitlines()) == 1
+    assert "Connect to the internet, or put a prepared copy in" in done.stderr

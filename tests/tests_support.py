@@ -32,6 +32,22 @@ def write_original_mnist_m(root, split, count, label_lines=None):
     return folder
 
 
+def write_domain(root, classes=("cat", "dog"), per_class=10, size=(20, 24), brightness=0, split_folders=False):
+    """Writes `per_class` PNGs per class under `root/<class>/` (or `root/train|test/<class>/`); class `i` is `40 * i` brighter."""
+    import tensorflow as tf  # here: conftest.py imports this module in pytest-xdist's controller too
+
+    rng = np.random.default_rng(len(str(root)))
+    parts = [root / "train", root / "test"] if split_folders else [root]
+    for part in parts:
+        for index, name in enumerate(classes):
+            folder = part / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for image in range(per_class):
+                pixels = np.clip(rng.integers(0, 60, (*size, 3)) + 40 * index + brightness, 0, 255).astype(np.uint8)
+                (folder / f"{image:03d}.png").write_bytes(tf.io.encode_png(pixels).numpy())
+    return root
+
+
 def load_script(name: str):
     """The module `scripts/<name>.py`, imported (its `main` reads `sys.argv`)."""
     spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py")

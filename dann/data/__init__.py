@@ -7,7 +7,7 @@ from dann.data.domains import DomainDatasets, evaluation_batches, stacked_calls,
 from dann.data.image_folders import check_image_folder, image_folder_domains, image_folder_examples
 from dann.data.mnist_m import MnistM
 from dann.data.moons import moons_domains
-from dann.data.prepare import CorruptDataError, MissingDataError, dataset_builder
+from dann.data.prepare import CorruptDataError, MissingDataError, dataset_builder, prepare_datasets
 from dann.data.tfds_domains import ImagePreprocessing, RandomInversion, load_split, tfds_domains
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "MnistM",
     "RandomInversion",
     "dataset_builder",
+    "prepare_datasets",
     "check_image_folder",
     "evaluation_batches",
     "image_folder_domains",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import tensorflow_datasets as tfds
 
@@ -48,6 +50,44 @@ def dataset_builder(name: str, data_dir: str | None = None) -> tfds.core.Dataset
             f"{builder.data_dir}."
         ) from None
     return builder
+
+
+def prepare_datasets(names: list[str], data_dir: str | None = None, mirror: str | Path | None = None) -> list[tfds.core.DatasetBuilder]:
+    """Prepares each TFDS dataset of `names` in `data_dir`, copying from `mirror` first what it lacks.
+
+    Args:
+        names: TFDS names, with an optional config: `["mnist", "mnist_m"]`.
+        data_dir: the TFDS data directory; `None` follows TFDS (`TFDS_DATA_DIR`, else
+            `~/tensorflow_datasets`).
+        mirror: another TFDS data directory (a shared or offline copy): its prepared datasets
+            of `names` and its manual downloads (`downloads/manual/*`) are copied where
+            `data_dir` has none; what is still missing is built or downloaded.
+
+    Returns:
+        The prepared builders, in the order of `names`.
+    """
+    if mirror is not None:
+        mirror = Path(mirror).expanduser()
+        if not mirror.is_dir():
+            raise MissingDataError(f"The mirror {mirror} is not a directory: pass a TFDS data directory.")
+        for name in names:  # the prepared version directory, e.g. mnist/3.0.1
+            _copy_missing(Path(tfds.builder(name, data_dir=str(mirror)).data_dir), Path(tfds.builder(name, data_dir=data_dir).data_dir))
+        root = Path(tfds.builder(names[0], data_dir=data_dir).data_dir_root) if names else None
+        _copy_missing(mirror / "downloads" / "manual", root / "downloads" / "manual")
+    return [dataset_builder(name, data_dir) for name in names]
+
+
+def _copy_missing(source: Path, destination: Path) -> None:
+    """Copies the file or tree `source` to `destination`, leaving what `destination` already holds."""
+    if not source.exists():
+        return
+    if source.is_file():
+        if not destination.exists():
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination)
+        return
+    for child in source.iterdir():
+        _copy_missing(child, destination / child.name)
 
 
 def unreachable_hosts(builder: tfds.core.DatasetBuilder, timeout: float = 5.0) -> list[str]:
