@@ -2,11 +2,12 @@
 
 The commands of one block run in order in one directory, as a reader would type them: a run
 that one trains, the next evaluates. Placeholders a reader replaces are replaced: `/data/...`
-by small image folders, `run_dir=...` (or `outputs/...`) by the run the block trained last,
-`$PWD` by the directory, an optional `[key=value]` is left out. Training is shortened by
-appending `SHORT_TRAINING` (and `--steps`/`--repeats` for the benchmark); TFDS datasets are the
-small ones of `small_genuine_dir`. The Python blocks of docs/library.md run in
-tests/test_docs.py. Minutes: `python -m pytest -m docs` (`.ci/run` runs it).
+by small image folders, `/shared/tensorflow_datasets` by the tests' TFDS directory,
+`run_dir=...` (or `outputs/...`) by the run the block trained last, `$PWD` by the directory;
+an optional `[key=value]` is left out. Training is shortened by appending `SHORT_TRAINING`
+and `SMALL_SPLITS` (and `--steps`/`--repeats` for the benchmark); TFDS datasets are the small
+ones of `small_genuine_dir`. The Python blocks of docs/library.md run in tests/test_docs.py.
+Minutes: `python -m pytest -m docs` (`.ci/run` runs it).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def test_documented_commands_run(where, commands, tmp_path, monkeypatch, run_com
     for command in commands:
         if _reason_not_run(command):
             continue
-        arguments = _substituted(command, tmp_path)
+        arguments = _substituted(command.replace("/shared/tensorflow_datasets", str(small_genuine_dir)), tmp_path)
         if arguments[:2] == ["python", "-m"]:
             module, options = arguments[2], arguments[3:]
             if module == "dann.train":

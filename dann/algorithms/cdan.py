@@ -34,7 +34,8 @@ class CDAN(DANN):
         model, optimizer, adaptation_schedule, total_steps: see `Algorithm`.
         entropy_conditioning: weight the domain loss by prediction certainty (CDAN+E).
         domain_loss_weight, target_entropy_weight: as in `DANN`.
-        max_full_dim, randomized_dim: the map's; they must be those the model's map was built with.
+        max_full_dim: the largest `F * C` for which the exact map `f (x) g` is used (the model's map was built with it).
+        randomized_dim: `d`, the width of the randomised map beyond `max_full_dim` (the model's map was built with it).
         **machinery: `jit_compile`, `strategy`, `feature_pass` (see `Algorithm`).
     """
 
