@@ -73,7 +73,9 @@ def _reason_not_run(command: str) -> str | None:
 @pytest.mark.docs
 @pytest.mark.parametrize("where, commands", BLOCKS, ids=[where for where, _ in BLOCKS])
 def test_documented_commands_run(where, commands, tmp_path, monkeypatch, run_command, small_genuine_dir):
-    monkeypatch.setenv("TFDS_DATA_DIR", str(small_genuine_dir))
+    from tensorflow_datasets.core import constants
+
+    monkeypatch.setattr(constants, "DATA_DIR", str(small_genuine_dir))  # TFDS read $TFDS_DATA_DIR when imported
     monkeypatch.chdir(tmp_path)
     write_domain(tmp_path / "data" / "photos", size=(32, 32))
     write_domain(tmp_path / "data" / "sketches", size=(32, 32), brightness=30)
