@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import tensorflow as tf
 
 import dann.speed
-from dann.config import USER_ERRORS
+from dann.config import exit_on_user_error
 from dann.speed import DEFAULT_EXPERIMENT, benchmark, with_default_experiment
 
 
@@ -36,10 +35,8 @@ def main() -> None:
     if args.inter_op_threads:
         tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     overrides = with_default_experiment(args.overrides)
-    try:
+    with exit_on_user_error():
         figures = benchmark(overrides, args.steps, args.repeats)
-    except USER_ERRORS as error:
-        sys.exit(f"{type(error).__name__}: {error}")
     print(f"device: {figures['device']}, TensorFlow {figures['tensorflow']}, ONEDNN_MAX_CPU_ISA={figures['onednn_max_cpu_isa']}")
     print(
         f"config: {' '.join(overrides)}; batch {figures['batch_size']} + {figures['batch_size']}, "

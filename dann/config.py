@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, make_dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -38,6 +40,16 @@ CONFIG_PATH = f"pkg://{CONFIG_PACKAGE}"  # as the commands' `hydra.main` reads t
 CONFIG_DIR = Path(str(importlib.resources.files(CONFIG_PACKAGE)))
 # Errors whose message says what to fix: commands show them in one line, without a traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, InstantiationException, NonFiniteLossError, GradientCoverageError)
+
+
+@contextmanager
+def exit_on_user_error() -> Iterator[None]:
+    """For a command: an error a user can act on (`USER_ERRORS`: a missing file or dataset, a wrong value)
+    ends it with the error's message on one line and exit status 1; any other exception keeps its traceback."""
+    try:
+        yield
+    except USER_ERRORS as error:
+        sys.exit(f"{type(error).__name__}: {error}")
 
 
 @dataclass

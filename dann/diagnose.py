@@ -14,7 +14,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from dann.config import CONFIG_PATH, register_configs
+from dann.config import CONFIG_PATH, exit_on_user_error, register_configs
 from dann.diagnosis import diagnose
 
 register_configs()
@@ -22,7 +22,8 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="diagnose")
 def main(cfg: DictConfig) -> None:
-    diagnosis = diagnose(cfg)
+    with exit_on_user_error():
+        diagnosis = diagnose(cfg)
     print(diagnosis)
     if not diagnosis.ok:
         sys.exit(1)

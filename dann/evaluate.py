@@ -10,13 +10,14 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from dann.config import CONFIG_PATH
+from dann.config import CONFIG_PATH, exit_on_user_error
 from dann.deployment import evaluate_run
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    figures = evaluate_run(cfg.run_dir, cfg.dataset, cfg.split, cfg.data_dir, cfg.batch_size)
+    with exit_on_user_error():
+        figures = evaluate_run(cfg.run_dir, cfg.dataset, cfg.split, cfg.data_dir, cfg.batch_size)
     print(f"{figures['dataset']} {figures['split']}: accuracy {figures['accuracy']:.4f} on {figures['num_examples']} examples")
     for label, value in enumerate(figures["per_class_accuracy"]):
         print(f"  class {label}: " + ("no examples" if value is None else f"{value:.4f}"))

@@ -9,13 +9,15 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from dann.config import CONFIG_PATH
+from dann.config import CONFIG_PATH, exit_on_user_error
 from dann.deployment import export_run
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
 def main(cfg: DictConfig) -> None:
-    print(export_run(cfg.run_dir))
+    with exit_on_user_error():
+        path = export_run(cfg.run_dir)
+    print(path)
 
 
 if __name__ == "__main__":

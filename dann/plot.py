@@ -9,13 +9,15 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from dann.config import CONFIG_PATH
+from dann.config import CONFIG_PATH, exit_on_user_error
 from dann.figures import plot_run
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="plot")
 def main(cfg: DictConfig) -> None:
-    for path in plot_run(cfg.run_dir, cfg.before, cfg.max_examples):
+    with exit_on_user_error():
+        paths = plot_run(cfg.run_dir, cfg.before, cfg.max_examples)
+    for path in paths:
         print(path)
 
 

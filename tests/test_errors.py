@@ -130,3 +130,12 @@ def test_a_full_disk_under_tensorflow_is_not_taken_for_out_of_memory():
     full = "{{function_node __wrapped__SaveV2}} /runs/a/checkpoints/ckpt-200_temp/part-0.data; No space left on device [Op:SaveV2]"
     message = failure_message(tf.errors.ResourceExhaustedError(None, None, full), compose_config(MOONS))
     assert message.startswith("no space left on the device while writing /runs/a/checkpoints/ckpt-200_temp/part-0.data.")
+
+
+@pytest.mark.parametrize("command", ["dann.evaluate", "dann.export", "dann.health", "dann.plot"])
+def test_a_command_on_a_missing_run_directory_says_so_in_one_line(command, run_command, tmp_path):
+    missing = tmp_path / "no_such_run"
+    done = run_command(command, f"run_dir={missing}", *(["dataset=mnist"] if command == "dann.evaluate" else []), cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.strip()]
+    assert line.startswith("FileNotFoundError: ") and str(missing) in line

@@ -154,5 +154,5 @@ def test_prepare_without_data_or_network_says_what_to_do_in_one_line(run_command
     monkeypatch.setattr(dann.data.prepare, "unreachable_hosts", lambda builder: ["storage.example"])
     done = run_command("dann.data", "mnist", "--data-dir", str(tmp_path), cwd=tmp_path)
     assert done.returncode == 1 and done.stdout == ""
-    assert done.stderr.strip().startswith("Error: mnist is not prepared in") and len(done.stderr.strip().splitlines()) == 1
+    assert done.stderr.strip().startswith("MissingDataError: mnist is not prepared in") and len(done.stderr.strip().splitlines()) == 1
     assert "Connect to the internet, or put a prepared copy in" in done.stderr

@@ -9,9 +9,9 @@ ends with one line saying what to do and exit status 1.
 from __future__ import annotations
 
 import argparse
-import sys
 
-from dann.data.prepare import CorruptDataError, MissingDataError, prepare_datasets
+from dann.config import exit_on_user_error
+from dann.data.prepare import prepare_datasets
 
 DEFAULT_DATASETS = ["mnist", "mnist_m"]
 
@@ -22,11 +22,8 @@ def main() -> None:
     parser.add_argument("--data-dir", help="the TFDS data directory (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets)")
     parser.add_argument("--mirror", help="a TFDS data directory to copy prepared datasets and manual downloads from")
     args = parser.parse_args()
-    try:
+    with exit_on_user_error():
         builders = prepare_datasets(args.names, args.data_dir, args.mirror)
-    except (MissingDataError, CorruptDataError, ValueError) as error:
-        print(f"Error: {error}", file=sys.stderr)
-        sys.exit(1)
     for name, builder in zip(args.names, builders):
         counts = ", ".join(f"{split} {info.num_examples:,}" for split, info in sorted(builder.info.splits.items()))
         print(f"{name}: {builder.data_dir} ({counts})")

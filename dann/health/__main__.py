@@ -10,13 +10,14 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from dann.config import CONFIG_PATH
+from dann.config import CONFIG_PATH, exit_on_user_error
 from dann.health.report import health_report
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="health")
 def main(cfg: DictConfig) -> None:
-    report, monitor = health_report(cfg.run_dir)
+    with exit_on_user_error():
+        report, monitor = health_report(cfg.run_dir)
     print(report)
     if monitor.warnings:
         sys.exit(1)
