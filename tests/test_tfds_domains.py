@@ -1,5 +1,6 @@
 """TFDS source/target domains: preprocessing, batching, choosing splits, and refusing mismatched label spaces or overlapping splits."""
 
+import importlib
 import json
 
 import numpy as np
@@ -8,7 +9,6 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from tests_support import SMALL_SPLIT, TINY_OVERRIDES, write_original_mnist_m
 
-import dann.data.prepare
 from dann.config import compose_config
 from dann.data import ImagePreprocessing, MissingDataError, RandomInversion, tfds_domains, training_batches
 from dann.data.tfds_domains import check_disjoint, check_same_label_space, choose_split
@@ -151,7 +151,8 @@ def test_prepare_copies_what_a_mirror_holds_and_says_where(offline_data_dir, run
 
 
 def test_prepare_without_data_or_network_says_what_to_do_in_one_line(run_command, tmp_path, monkeypatch):
-    monkeypatch.setattr(dann.data.prepare, "unreachable_hosts", lambda builder: ["storage.example"])
+    prepare = importlib.import_module("dann.data.prepare")  # the module, whatever `dann.data.prepare` names
+    monkeypatch.setattr(prepare, "unreachable_hosts", lambda builder: ["storage.example"])
     done = run_command("dann.data", "mnist", "--data-dir", str(tmp_path), cwd=tmp_path)
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.strip().startswith("MissingDataError: mnist is not prepared in") and len(done.stderr.strip().splitlines()) == 1
