@@ -3,11 +3,11 @@
 The commands of one block run in order in one directory, as a reader would type them: a run
 that one trains, the next evaluates. Placeholders a reader replaces are replaced: `/data/...`
 by small image folders, `/shared/tensorflow_datasets` by the tests' TFDS directory, the dev
-split `train[50000:]` by `train[20:]`,
-`run_dir=...` (or `outputs/...`) by the run the block trained last, `$PWD` by the directory;
-an optional `[key=value]` is left out. Training is shortened by appending `SHORT_TRAINING`
-and `SMALL_SPLITS` (`--steps`/`--repeats` for the benchmark, one seed for the tables' scripts); TFDS datasets are the small
-ones of `small_genuine_dir`. The Python blocks of docs/library.md run in tests/test_docs.py.
+split `train[50000:]` by `train[20:]`, `run_dir=...` (or `outputs/...`) by the run the block
+trained last, `$PWD` by the directory; an optional `[key=value]` is left out. Training is
+shortened: `SHORT_TRAINING` and `SMALL_SPLITS` appended, `--steps 2 --repeats 1` for the
+benchmark, one seed for the tables' scripts. TFDS datasets are the small ones of
+`small_genuine_dir`. The Python blocks of docs/library.md run in tests/test_docs.py.
 Minutes: `python -m pytest -m docs` (`.ci/run` runs it).
 """
 
