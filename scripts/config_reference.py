@@ -89,10 +89,8 @@ def _leaves(node: dict, prefix: str, target: str | None = None):
     for key, value in node.items():
         if isinstance(value, dict):
             yield from _leaves(value, f"{prefix}{key}.", target)
-        elif key != "_target_":
-            yield f"{prefix}{key}", value, target
         else:
-            yield f"{prefix}{key}", value, None
+            yield f"{prefix}{key}", value, target
 
 
 def _resolve(target: str | None):

@@ -27,10 +27,7 @@ def dataset_builder(name: str, data_dir: str | None = None) -> tfds.core.Dataset
         data_dir: the TFDS data directory; `None` follows TFDS (`TFDS_DATA_DIR`, else
             `~/tensorflow_datasets`).
     """
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except tfds.core.registered.DatasetNotFoundError as error:
-        raise ValueError(f"Unknown dataset {name!r}: {str(error).splitlines()[0]}") from None
+    builder = _builder(name, data_dir)
     if builder.is_prepared():
         return builder
     unreachable = unreachable_hosts(builder)
@@ -71,10 +68,18 @@ def prepare_datasets(names: list[str], data_dir: str | None = None, mirror: str 
         if not mirror.is_dir():
             raise MissingDataError(f"The mirror {mirror} is not a directory: pass a TFDS data directory.")
         for name in names:  # the prepared version directory, e.g. mnist/3.0.1
-            _copy_missing(Path(tfds.builder(name, data_dir=str(mirror)).data_dir), Path(tfds.builder(name, data_dir=data_dir).data_dir))
-        root = Path(tfds.builder(names[0], data_dir=data_dir).data_dir_root) if names else None
-        _copy_missing(mirror / "downloads" / "manual", root / "downloads" / "manual")
+            destination = _builder(name, data_dir)
+            _copy_missing(Path(_builder(name, str(mirror)).data_dir), Path(destination.data_dir))
+            _copy_missing(mirror / "downloads" / "manual", Path(destination.data_dir_root) / "downloads" / "manual")
     return [dataset_builder(name, data_dir) for name in names]
+
+
+def _builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
+    """`tfds.builder(name)`, prepared or not; an unknown name is a `ValueError` that says so."""
+    try:
+        return tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError as error:
+        raise ValueError(f"Unknown dataset {name!r}: {str(error).splitlines()[0]}") from None
 
 
 def _copy_missing(source: Path, destination: Path) -> None:
