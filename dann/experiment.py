@@ -9,6 +9,8 @@ A finished run directory (see `dann.runs`) holds:
                   precision_choice: why, and what auto measured), and domain separability
                   (domain classifier accuracy, proxy A-distance of inputs and of features)
   model.keras     the trained `AdaptationModel`; load it with `dann.load_model(run_dir)`
+  skipped_files.txt  input files left out as unreadable, one `path<TAB>reason` per line
+                  (image folders with data.skip_unreadable=true; only when there are any)
   *.png           learning curves and feature embeddings (`dann.plot`), with the `plot` extra
 
 Running the same config with the same run directory again resumes from the last
@@ -50,6 +52,7 @@ from dann.runs import (
     MODEL_FILE,
     PRECISION_FILE,
     RESULTS_FILE,
+    SKIPPED_FILES,
     check_run_directory,
     remove_run_files,
     run_lock,
@@ -90,6 +93,12 @@ def _train_locked(cfg: DictConfig, settings, run_dir: Path) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
     write_atomically(run_dir / PRECISION_FILE, json.dumps(precision.as_dict(), indent=2) + "\n")
+    if datasets.skipped_files:
+        lines = "".join(f"{path}\t{reason}\n" for path, reason in datasets.skipped_files.items())
+        write_atomically(run_dir / SKIPPED_FILES, lines)
+        log.warning(
+            "skipped %d unreadable input files (data.skip_unreadable=true): listed in %s", len(lines.splitlines()), run_dir / SKIPPED_FILES
+        )
     try:
         results = fit(algorithm, datasets, settings, run_dir)
     except BaseException:
@@ -101,6 +110,8 @@ def _train_locked(cfg: DictConfig, settings, run_dir: Path) -> dict:
     results["precision"] = precision.policy
     results["precision_choice"] = precision.as_dict()
     results.update(datasets.splits)  # which splits the accuracies are of
+    if datasets.skipped_files:
+        results["skipped_files"] = len(datasets.skipped_files)
     results.update(domain_metrics(model, datasets, seed=cfg.seed, pad_classifiers=_pad_classifiers()))
     write_atomically(run_dir / RESULTS_FILE, json.dumps(results, indent=2) + "\n")  # last: it marks the run finished
     log.info("results in %s: %s", run_dir, results)

@@ -8,6 +8,7 @@ trained to tell source from target representations: 0 when they are indistinguis
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Callable
 
@@ -58,6 +59,7 @@ def evaluate_classifier(
 # The linear SVM's C, chosen on held-out data. On MNIST -> MNIST-M (2,000 test examples per domain) the
 # figures were the same without C = 1 and 10, which took 8x the time (100 s instead of 13 at the end of each run).
 PAD_REGULARISATION = (0.001, 0.01, 0.1)
+PAD_SVM_MIN_EXAMPLES = 8  # per domain: C is chosen on a quarter of half the examples
 
 
 def proxy_a_distance(source: np.ndarray, target: np.ndarray, seed: int = 0, classifier: str = "ridge") -> float:
@@ -70,20 +72,21 @@ def proxy_a_distance(source: np.ndarray, target: np.ndarray, seed: int = 0, clas
             inputs with labels -1 and +1, closed form, so fast and deterministic (the health
             figures use it); `"linear_svm"`: scikit-learn's linear SVM, its `C` chosen among
             `PAD_REGULARISATION` on a quarter of the training half, as published figures are
-            computed (Ben-David et al., 2007; Ganin et al., 2016). Needs scikit-learn.
+            computed (Ben-David et al., 2007; Ganin et al., 2016). Needs scikit-learn; NaN
+            when a domain has fewer than `PAD_SVM_MIN_EXAMPLES` examples, too few to choose `C`.
     """
+    if classifier not in ("ridge", "linear_svm"):
+        raise ValueError(f"proxy_a_distance: classifier must be 'ridge' or 'linear_svm'. Received: classifier={classifier!r}")
+    if classifier == "linear_svm" and min(len(source), len(target)) < PAD_SVM_MIN_EXAMPLES:
+        return math.nan
     x = np.concatenate([source, target]).reshape(len(source) + len(target), -1).astype(np.float64)
     y = 2.0 * domain_labels(len(source), len(target)).numpy().astype(np.float64) - 1.0
     order = np.random.default_rng(seed).permutation(len(x))
     train, test = order[: len(x) // 2], order[len(x) // 2 :]
     mean, std = x[train].mean(axis=0), x[train].std(axis=0) + 1e-6
     x = (x - mean) / std
-    if classifier == "linear_svm":
-        predicted = _linear_svm_predictions(x[train], y[train], x[test])
-    elif classifier == "ridge":
-        predicted = _ridge_predictions(x[train], y[train], x[test])
-    else:
-        raise ValueError(f"proxy_a_distance: classifier must be 'ridge' or 'linear_svm'. Received: classifier={classifier!r}")
+    predictions = _linear_svm_predictions if classifier == "linear_svm" else _ridge_predictions
+    predicted = predictions(x[train], y[train], x[test])
     error = float(np.mean(predicted != y[test]))
     return 2.0 * (1.0 - 2.0 * min(error, 0.5))
 

@@ -89,8 +89,8 @@ def label_free_evidence(
     max_examples: int = 2000,
     prediction_examples: int = 1000,
 ) -> LabelFreeEvidence:
-    """The first `max_examples` of `label_free_samples` in each domain, `model`'s features of them, and the logits
-    of `classifier` (the network that is deployed, `model` by default) for the first `prediction_examples` target ones."""
+    """`max_examples` `label_free_samples` of each domain (seeded uniform samples), `model`'s features of them, and the
+    logits of `classifier` (the network that is deployed, `model` by default) for `prediction_examples` of the target ones."""
     samples = label_free_samples(datasets, max_examples)
     (source_inputs, source_labels), (target_inputs, _) = samples["source"], samples["target"]  # target labels: never read
     return LabelFreeEvidence(

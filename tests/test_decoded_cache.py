@@ -1,14 +1,16 @@
 """The decoded-example cache: saved once, loaded after, keyed by what decides the examples, never half-written."""
 
+import errno
 import os
 import shutil
 import time
+import warnings
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from dann.data import ImagePreprocessing, tfds_domains
+from dann.data import CorruptDataError, ImagePreprocessing, tfds_domains
 from dann.data.decoded_cache import _save_in_parts, cached
 
 
@@ -33,8 +35,9 @@ def test_a_saved_dataset_is_loaded_in_order_instead_of_recomputed(tmp_path):
 
 
 def test_a_dataset_saved_in_many_parts_keeps_its_order(tmp_path):
-    _save_in_parts(_numbers(50), tmp_path / "entry", part_bytes=10 * 40)  # 10 elements of 4 + 1 int64s per part
-    parts = sorted((tmp_path / "entry").iterdir())
+    (tmp_path / "entry").mkdir()
+    assert _save_in_parts(_numbers(50), tmp_path / "entry", part_bytes=10 * 40) == 50  # 10 elements of 4 + 1 int64s per part
+    parts = sorted(path for path in (tmp_path / "entry").iterdir() if path.is_dir())
     assert len(parts) == 5
     loaded = [tf.data.Dataset.load(str(part)) for part in parts]
     assert [int(y) for dataset in loaded for _, y in dataset] == list(range(50))
@@ -65,15 +68,66 @@ def test_partial_saves_abandoned_an_hour_ago_are_deleted_and_running_ones_kept(t
     assert not abandoned.exists() and running.exists() and entry.exists()
 
 
-def test_a_damaged_entry_is_refused_naming_what_to_delete(tmp_path):
-    dataset = tf.data.Dataset.range(30)
+def _entry_of(cache_dir):
+    (entry,) = (path for path in cache_dir.iterdir() if ".partial" not in path.name)
+    return entry
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        ("cut a shard in half", "has .* bytes where .* were written"),
+        ("flip a byte", "bytes of .* changed"),
+        ("delete the manifest", "manifest is missing"),
+        ("delete a part", "is missing"),
+    ],
+)
+def test_a_damaged_entry_is_deleted_and_saved_again_with_a_warning(tmp_path, damage, reason):
+    dataset = _numbers(40)
     cached(dataset, tmp_path, {"split": "train"}, "numbers")
-    (entry,) = tmp_path.iterdir()
-    (part,) = entry.iterdir()
-    shutil.rmtree(part)
-    tf.data.Dataset.range(7).save(str(part))  # as if damaged: another count of examples
-    with pytest.raises(ValueError, match=f"holds 7 examples where numbers has 30: delete {entry}"):
-        cached(dataset, tmp_path, {"split": "train"}, "numbers")
+    entry = _entry_of(tmp_path)
+    (shard,) = entry.rglob("*.snapshot")
+    if damage == "cut a shard in half":
+        shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    elif damage == "flip a byte":
+        data = bytearray(shard.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        shard.write_bytes(data)
+    elif damage == "delete the manifest":
+        (entry / "manifest.json").unlink()
+    else:
+        shutil.rmtree(entry / "000000")
+    with pytest.warns(UserWarning, match=f"cache entry {entry} was damaged \\(.*{reason}.*\\): deleted; saving it again"):
+        healed = cached(dataset, tmp_path, {"split": "train"}, "numbers")
+    assert _elements(healed) == _elements(dataset)
+    assert _entry_of(tmp_path) == entry  # saved again, and now whole
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _elements(cached(dataset, tmp_path, {"split": "train"}, "numbers")) == _elements(dataset)
+
+
+def test_a_damaged_entry_that_cannot_be_deleted_names_the_command_that_clears_it(tmp_path, monkeypatch):
+    cached(_numbers(5), tmp_path, {"split": "train"}, "numbers")
+    entry = _entry_of(tmp_path)
+    (entry / "manifest.json").unlink()
+
+    def read_only(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(shutil, "rmtree", read_only)  # root ignores permission bits: a read-only mount, simulated
+    with pytest.raises(CorruptDataError, match=f"{entry} is damaged .* cannot be deleted .*rm -rf {entry}.*data.cache_dir=null"):
+        cached(_numbers(5), tmp_path, {"split": "train"}, "numbers")
+
+
+def test_a_full_disk_while_saving_warns_and_returns_the_dataset_leaving_nothing(tmp_path, monkeypatch):
+    def full(self, path, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tf.data.Dataset, "save", full)
+    dataset = _numbers(5)
+    with pytest.warns(UserWarning, match=f"Not caching decoded examples: {tmp_path} is full"):
+        assert cached(dataset, tmp_path, {"split": "train"}, "numbers") is dataset
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_no_cache_dir_or_an_unwritable_one_returns_the_dataset_itself(tmp_path):

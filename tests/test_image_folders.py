@@ -1,7 +1,9 @@
 """Your own images as domains: folders of class folders, through the library and the commands."""
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from tests_support import TINY_OVERRIDES, write_domain
@@ -39,7 +41,11 @@ def test_folders_split_by_a_seeded_fraction_or_as_given(tmp_path):
         (lambda a, b: (b / "dog").rename(b / "dogs"), ValueError, r"different classes: \['cat', 'dog'\] in .*\['cat', 'dogs'\]"),
         (lambda a, b: [path.unlink() for path in (a / "cat").iterdir()], ValueError, r"the folder .*cat holds no images"),
         (lambda a, b: (b / "cat" / "notes.txt").write_text("hello"), CorruptDataError, r"notes.txt is not an image"),
-        (lambda a, b: (b / "cat" / "000.png").write_bytes(b"not a png"), CorruptDataError, r"000.png is not an image"),
+        (
+            lambda a, b: (b / "cat" / "000.png").write_bytes(b"not a png"),
+            CorruptDataError,
+            r"1 image\(s\) cannot be read: .*000.png \(not a PNG file",
+        ),
         (lambda a, b: a.rename(a.with_name("moved")), MissingDataError, r"the source folder .*a does not exist"),
     ],
 )
@@ -61,12 +67,18 @@ def test_train_evaluate_export_and_serve_from_folders(run_command, tmp_path):
         f"data.source={source}",
         f"data.target={target}",
         "data.preprocessing.image_size=[28,28]",
+        "data.skip_unreadable=true",
     ]
+    _truncate(source / "dog" / "004.png")
     done = run_command("dann.train", *folders, *TINY_OVERRIDES, "trainer.plots=true", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((run_dir / "results.json").read_text())
     assert results["source_folder"] == str(source) and 0.0 <= results["target_test_accuracy"] <= 1.0
     assert all((run_dir / name).stat().st_size > 10_000 for name in ("learning_curves.png", "health.png", "embedding.png"))
+    assert results["skipped_files"] == 1 and "skipped 1 unreadable input files" in (run_dir / "train.log").read_text()
+    assert (
+        run_dir / "skipped_files.txt"
+    ).read_text() == f"{source / 'dog' / '004.png'}\tInvalid PNG data, size {(source / 'dog' / '004.png').stat().st_size}\n"
 
     # The library calls behind `python -m dann.evaluate` and `python -m dann.export` (run as commands in tests/test_cli.py).
     figures = evaluate_run(run_dir, str(target))
@@ -76,6 +88,50 @@ def test_train_evaluate_export_and_serve_from_folders(run_command, tmp_path):
     served = export_run(run_dir)  # served without dann by a fresh interpreter: tests/test_cli.py
     serve = tf.saved_model.load(str(served)).signatures["serving_default"]
     assert serve(images=tf.zeros((3, 28, 28, 3), tf.uint8))["probabilities"].shape == (3, 2)
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_unreadable_images_are_named_before_any_work_or_skipped_and_listed(tmp_path):
+    source, target = write_domain(tmp_path / "a"), write_domain(tmp_path / "b", brightness=30)
+    pixels = tf.fill([20, 24, 3], tf.constant(90, tf.uint8))
+    for index in range(7):  # truncated JPEGs, as a killed copy leaves them
+        jpeg = target / "dog" / f"cut{index}.jpg"
+        jpeg.write_bytes(tf.io.encode_jpeg(pixels).numpy())
+        _truncate(jpeg)
+    _truncate(source / "cat" / "003.png")
+    cut = r"^8 image\(s\) cannot be read: \S*a/cat/003.png \(Invalid PNG data.*\); \S*cut0.jpg \(jpeg::Uncompress failed.*"
+    with pytest.raises(CorruptDataError, match=cut + r"cut3.jpg \(.*\); \.\.\.\. .*data.skip_unreadable=true"):
+        image_folder_domains(str(source), str(target), SMALL)
+    domains = image_folder_domains(str(source), str(target), SMALL, skip_unreadable=True)
+    assert sorted(Path(path).name for path in domains.skipped_files) == ["003.png", *(f"cut{i}.jpg" for i in range(7))]
+    assert _count(domains.source_train) + _count(domains.source_test) == 19
+    assert _count(domains.target_train) + _count(domains.target_test) == 20
+
+
+def test_grey_palette_rgba_and_small_images_are_converted_and_resized(tmp_path):
+    image = pytest.importorskip("PIL.Image")
+    source, target = write_domain(tmp_path / "a"), write_domain(tmp_path / "b")
+    rgb = np.full((20, 24, 3), 200, np.uint8)
+    image.fromarray(rgb[..., 0]).save(source / "cat" / "grey.png")
+    image.fromarray(rgb).convert("P", palette=image.ADAPTIVE).save(source / "cat" / "palette.gif")
+    image.fromarray(np.dstack([rgb, rgb[..., :1]])).save(source / "cat" / "rgba.png")
+    image.fromarray(rgb[:5, :5]).save(source / "cat" / "small.bmp")
+    domains = image_folder_domains(str(source), str(target), SMALL, test_fraction=0.5)
+    images = [x for split in (domains.source_train, domains.source_test) for x, _ in split]
+    assert len(images) == 24 and all(x.shape == (28, 28, 3) for x in images)
+    assert sum(int(tf.reduce_all(x == 200)) for x in images) == 4  # each converted to the same grey-200 RGB image
+
+
+def test_class_sorted_folders_are_read_in_a_seeded_shuffled_order(tmp_path):
+    source = write_domain(tmp_path / "a", split_folders=True, per_class=30)
+    target = write_domain(tmp_path / "b", split_folders=True, per_class=30)
+    labels = [int(y) for _, y in image_folder_domains(str(source), str(target), SMALL, seed=1).target_test]
+    assert sorted(labels) == [0] * 30 + [1] * 30 and 5 <= sum(labels[:20]) <= 15  # no longer class by class
+    assert labels == [int(y) for _, y in image_folder_domains(str(source), str(target), SMALL, seed=1).target_test]
+    assert labels != [int(y) for _, y in image_folder_domains(str(source), str(target), SMALL, seed=2).target_test]
 
 
 def test_a_bad_folder_stops_the_run_before_training_and_leaves_nothing(tmp_path):

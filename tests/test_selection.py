@@ -9,7 +9,7 @@ import tensorflow as tf
 from tests_support import TINY_OVERRIDES
 
 from dann.config import compose_config
-from dann.data import moons_domains
+from dann.data import domains, moons_domains
 from dann.experiment import train
 from dann.models import build_adaptation_model, classifier_head, dense_stack
 from dann.selection import (
@@ -159,3 +159,25 @@ def test_reverse_validation_never_reads_the_target_test_split():
     datasets = dataclasses.replace(datasets, target_test=poisoned)
     model = build_adaptation_model(dense_stack([8]), classifier_head([], num_outputs=2), classifier_head([4], num_outputs=1), (2,))
     assert 0.0 <= reverse_validation_accuracy(label_free_evidence(model, datasets)) <= 1.0
+
+
+def test_samples_that_stand_for_a_split_are_seeded_uniform_samples_whatever_the_order_on_disk():
+    # Class-sorted splits, as image folders of train/<class>/ are on disk: the first 100 are all class 0.
+    inputs = np.repeat(np.arange(4, dtype=np.float32), 500)[:, None]
+
+    def sorted_split():
+        return tf.data.Dataset.from_tensor_slices((inputs, inputs[:, 0].astype(np.int64)))
+
+    splits = {name: sorted_split() for name in ("source_test", "target_train", "target_test")}
+    datasets = dataclasses.replace(moons_domains(seed=0), **splits)
+    label_free, tested = domains.label_free_samples(datasets, 100), domains.test_samples(datasets, 100)
+    for domain, (_, labels) in [*label_free.items(), *tested.items()]:
+        shares = np.bincount(labels.numpy(), minlength=4) / 100
+        assert len(labels) == 100 and shares.min() > 0.1, (domain, shares)  # 0.25 each, give or take
+        assert np.bincount(labels.numpy()[:40], minlength=4).min() > 0  # a prefix stands for the split too
+    assert domains.label_free_samples(datasets, 100)["target"] is label_free["target"]  # drawn once, then kept
+    np.testing.assert_array_equal(domains.label_free_samples(datasets, 100)["target"][1], label_free["target"][1])
+    other = dataclasses.replace(datasets)  # another run: the same seed draws the same sample
+    np.testing.assert_array_equal(domains.label_free_samples(other, 100)["target"][1], label_free["target"][1])
+    whole = domains.label_free_samples(other, 5000)["source"][1].numpy()  # more than the split holds: all of it, shuffled
+    assert sorted(whole) == sorted(inputs[:, 0].astype(np.int64)) and list(whole[:500]) != [0] * 500

@@ -2,6 +2,9 @@
 
 import importlib
 import json
+import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,8 +13,8 @@ import tensorflow_datasets as tfds
 from tests_support import SMALL_SPLIT, TINY_OVERRIDES, write_original_mnist_m
 
 from dann.config import compose_config
-from dann.data import ImagePreprocessing, MissingDataError, RandomInversion, tfds_domains, training_batches
-from dann.data.tfds_domains import check_disjoint, check_same_label_space, choose_split
+from dann.data import CorruptDataError, ImagePreprocessing, MissingDataError, RandomInversion, tfds_domains, training_batches
+from dann.data.tfds_domains import check_disjoint, check_record_files, check_same_label_space, choose_split
 from dann.experiment import train
 
 
@@ -157,3 +160,28 @@ def test_prepare_without_data_or_network_says_what_to_do_in_one_line(run_command
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.strip().startswith("MissingDataError: mnist is not prepared in") and len(done.stderr.strip().splitlines()) == 1
     assert "Connect to the internet, or put a prepared copy in" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        ("flip a byte", "corrupted record at byte"),
+        ("cut mid-record", "truncated record at byte"),
+        ("cut at a record boundary", "holds 1 records where 30"),
+    ],
+)
+def test_a_damaged_record_file_is_named_with_the_command_that_rebuilds_it(small_genuine_dir, tmp_path, damage, reason):
+    shutil.copytree(small_genuine_dir / "mnist_m" / "original", tmp_path / "mnist_m" / "original")
+    builder = tfds.builder("mnist_m/original", data_dir=tmp_path)
+    check_record_files(builder, "mnist_m/original", "train[:5]")  # whole files pass
+    (path,) = builder.info.splits["train"].filepaths
+    data = bytearray(Path(path).read_bytes())
+    first_record = 8 + 4 + int.from_bytes(data[:8], "little") + 4  # its length, the length's CRC, its bytes, their CRC
+    if damage == "flip a byte":
+        data[first_record + 30] ^= 0xFF
+    else:
+        data = data[: first_record + (30 if damage == "cut mid-record" else 0)]
+    Path(path).write_bytes(data)
+    rebuild = f"rm -rf {builder.data_dir} && python -m dann.data mnist_m/original --data-dir {tmp_path}"
+    with pytest.raises(CorruptDataError, match=f"mnist_m/original: {path} .*{reason}.* Rebuild it: {re.escape(rebuild)}$"):
+        check_record_files(builder, "mnist_m/original", "train[:5]")

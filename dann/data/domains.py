@@ -36,6 +36,10 @@ class DomainDatasets:
             `{"target_test_split": "train[50000:]"}`; empty when the data has no named splits.
         target_labelled: whether the target's labels are known; when not (label -1),
             the target accuracy is not reported.
+        skipped_files: input files left out because they cannot be read, with the reason,
+            `{path: reason}` (image folders with `skip_unreadable`); the run lists them.
+        drawn_samples: the samples of `test_samples` and `label_free_samples` drawn so far,
+            kept so that every evaluation reads the same ones without reading a split again.
     """
 
     source_train: tf.data.Dataset
@@ -48,6 +52,8 @@ class DomainDatasets:
     augment_source: Augmentation | None = None
     splits: dict[str, str] = field(default_factory=dict)
     target_labelled: bool = True
+    skipped_files: dict[str, str] = field(default_factory=dict)
+    drawn_samples: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
 
 def training_batches(datasets: DomainDatasets, batch_size: int, seed: int) -> tf.data.Dataset:
@@ -101,22 +107,51 @@ def evaluation_batches(dataset: tf.data.Dataset, batch_size: int, normalize: Nor
     return _normalized(dataset.batch(batch_size), normalize).prefetch(tf.data.AUTOTUNE)
 
 
-def test_samples(datasets: DomainDatasets, max_examples: int) -> dict[str, tuple[tf.Tensor, tf.Tensor]]:
-    """The first `max_examples` test examples of each domain, normalised: `{"source"|"target": (inputs, labels)}`."""
-    return _first_examples({"source": datasets.source_test, "target": datasets.target_test}, max_examples, datasets.normalize)
+def test_samples(datasets: DomainDatasets, max_examples: int, seed: int = 0) -> dict[str, tuple[tf.Tensor, tf.Tensor]]:
+    """`representative_sample`s of each domain's test split, normalised: `{"source"|"target": (inputs, labels)}`."""
+    return _samples(datasets, {"source": datasets.source_test, "target": datasets.target_test}, max_examples, seed)
 
 
-def label_free_samples(datasets: DomainDatasets, max_examples: int) -> dict[str, tuple[tf.Tensor, tf.Tensor]]:
+def label_free_samples(datasets: DomainDatasets, max_examples: int, seed: int = 0) -> dict[str, tuple[tf.Tensor, tf.Tensor]]:
     """What label-free selection and health may read: held-out labelled source (the source test split) and
-    unlabelled target training examples (their labels must not be read), the first `max_examples` of each, normalised.
+    unlabelled target training examples (their labels must not be read), a `representative_sample` of each, normalised.
 
     Never the target test split, which stays for reporting only.
     """
-    return _first_examples({"source": datasets.source_test, "target": datasets.target_train}, max_examples, datasets.normalize)
+    return _samples(datasets, {"source": datasets.source_test, "target": datasets.target_train}, max_examples, seed)
 
 
-def _first_examples(splits: dict[str, tf.data.Dataset], max_examples: int, normalize: Normalizer | None) -> dict:
-    return {domain: next(iter(evaluation_batches(split.take(max_examples), max_examples, normalize))) for domain, split in splits.items()}
+def representative_sample(dataset: tf.data.Dataset, max_examples: int, seed: int = 0) -> tf.data.Dataset:
+    """`max_examples` of `dataset`'s examples drawn uniformly without replacement (all of them if it has fewer), in random order.
+
+    Whatever the order on disk (image folders read class by class), the sample stands for the
+    whole split, and so does any prefix of it. The same `seed` draws the same examples, so
+    runs are scored on the same sample. Reads `dataset` once.
+    """
+    count = int(dataset.cardinality())
+    if count == tf.data.INFINITE_CARDINALITY:
+        raise ValueError("representative_sample: the dataset is endless; give a finite split.")
+    if count < 0:
+        count = int(dataset.reduce(tf.constant(0, tf.int64), lambda total, _: total + 1))
+    rng = np.random.default_rng(seed)
+    chosen = np.zeros(count, bool)
+    chosen[rng.choice(count, min(max_examples, count), replace=False)] = True
+    mask = tf.constant(chosen)
+    picked = dataset.enumerate().filter(lambda index, _: mask[index]).map(lambda _, example: example)
+    # `filter` keeps the dataset's order: shuffle it, seeded, so a prefix is uniform too.
+    return picked.shuffle(max(1, min(max_examples, count)), seed=seed)
+
+
+def _samples(datasets: DomainDatasets, splits: dict[str, tf.data.Dataset], max_examples: int, seed: int) -> dict:
+    """Normalised `representative_sample`s, drawn once per `datasets` and kept (each draw reads its whole split)."""
+    drawn = {}
+    for domain, split in splits.items():
+        key = (id(split), max_examples, seed)
+        if key not in datasets.drawn_samples:
+            sample = representative_sample(split, max_examples, seed)
+            datasets.drawn_samples[key] = next(iter(evaluation_batches(sample, max_examples, datasets.normalize)))
+        drawn[domain] = datasets.drawn_samples[key]
+    return drawn
 
 
 def _endless(dataset: tf.data.Dataset, batch_size: int, seed: int) -> tf.data.Dataset:
