@@ -23,6 +23,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from dann.algorithms import CDAN, DANN, DIRTT, VADA, Algorithm, SourceOnly, TargetOnly
 from dann.algorithms.base import FEATURE_PASSES
@@ -50,6 +51,8 @@ def exit_on_user_error() -> Iterator[None]:
         yield
     except USER_ERRORS as error:
         sys.exit(f"{type(error).__name__}: {error}")
+    except MissingMandatoryValue as error:
+        sys.exit(f"{error.full_key} is not set: pass {error.full_key}=... on the command line.")
 
 
 @dataclass

@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from dann.algorithms import Algorithm
-from dann.data import DomainDatasets, evaluation_batches, stacked_calls, training_batches
+from dann.data import DomainDatasets, check_finite_inputs, evaluation_batches, stacked_calls, training_batches
 from dann.gradient_checks import verify_gradients
 from dann.health import HealthMonitor, prediction_health
 from dann.health.advice import RunContext
@@ -153,6 +153,7 @@ def fit(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerSetting
         and `health`: the warnings of `dann.health` (each also logged once, when raised).
     """
     datasets = algorithm.training_datasets(datasets)
+    check_finite_inputs(datasets)
     _check_fits(algorithm, settings)
     lengths = call_lengths(settings)
     calls = iter(stacked_calls(training_batches(datasets, settings.batch_size, settings.seed), lengths))

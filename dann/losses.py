@@ -31,6 +31,27 @@ def class_imbalance(class_logits: tf.Tensor) -> tf.Tensor:
     return tf.math.log(num_classes) + tf.reduce_sum(mean * tf.math.log(mean + 1e-8))
 
 
+def class_confusion(class_logits: tf.Tensor, temperature: float = 2.5) -> tf.Tensor:
+    """Minimum class confusion (MCC; Jin et al., ECCV 2020): how much a batch's predictions `(N, C)` mix classes, in [0, C - 1) / C.
+
+    With `Y = softmax(logits / T)` and each example weighted by its certainty,
+    `w_i = N (1 + exp(-H(Y_i))) / sum_j (1 + exp(-H(Y_j)))` (held constant), the class
+    correlation `M = Y^T diag(w) Y` `(C, C)` is normalised per class, `M_jk / sum_l M_lk`,
+    and its off-diagonal mass averaged over the classes: `sum_{j != k} M~_jk / C`. It is 0 when
+    each example is confidently one class and every class is predicted; a class that no
+    example leans towards counts as confused, so unlike entropy minimisation it does not
+    favour piling examples onto few classes.
+    """
+    logits = tf.cast(class_logits, tf.float32) / temperature
+    probabilities = tf.nn.softmax(logits)
+    certainty = 1.0 + tf.exp(-tf.stop_gradient(example_entropy(logits)))
+    weights = tf.cast(tf.shape(logits)[0], tf.float32) * certainty / tf.reduce_sum(certainty)
+    correlation = tf.matmul(probabilities * weights[:, None], probabilities, transpose_a=True)
+    normalised = correlation / tf.maximum(tf.reduce_sum(correlation, axis=0, keepdims=True), 1e-30)  # 0/0 when a class underflows
+    num_classes = tf.cast(tf.shape(logits)[-1], tf.float32)
+    return (tf.reduce_sum(normalised) - tf.linalg.trace(normalised)) / num_classes
+
+
 def example_entropy(class_logits: tf.Tensor) -> tf.Tensor:
     """`(N,)` entropy of each predicted class distribution of logits `(N, C)`, in nats."""
     logits = tf.cast(class_logits, tf.float32)

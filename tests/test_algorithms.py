@@ -430,3 +430,12 @@ def test_vat_perturbation_has_the_radius_and_is_a_constant():
     assert all(g is None for g in tape.gradient(perturbation, model.trainable_variables))
     assert all(g is not None for g in tape.gradient(loss, model.trainable_variables))
     assert float(loss) > 0.0
+
+
+def test_information_maximisation_and_class_confusion_reach_the_classifier_and_pass_the_checks():
+    terms = ["algorithm.target_entropy_weight=1", "algorithm.class_balance_weight=1", "algorithm.class_confusion_weight=1"]
+    algorithm, _, batch = _built("dann", *terms)
+    coverage, flow = verify_gradients(algorithm, *batch)
+    assert coverage.ok and flow.ok, (coverage, flow)
+    for term in ("target_entropy", "class_imbalance", "class_confusion"):
+        assert set(name for name, norm in flow.norms[term].items() if norm) == {"feature_extractor", "label_classifier"}

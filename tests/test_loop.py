@@ -1,8 +1,12 @@
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from dann.config import build_algorithm, build_datasets, build_model
+from dann.data import CorruptDataError
 from dann.loop import TrainerSettings, call_lengths, fit
 
 
@@ -49,3 +53,15 @@ def test_fit_takes_the_run_directory_as_a_string(tiny_moons_cfg, tmp_path):
     algorithm = build_algorithm(tiny_moons_cfg, build_model(tiny_moons_cfg, datasets))
     fit(algorithm, datasets, TrainerSettings(steps=20, batch_size=16, log_every=10, eval_every=20, progress=False), run_dir=str(tmp_path))
     assert (tmp_path / "metrics.jsonl").exists() and (tmp_path / "checkpoints" / "checkpoint").exists()
+
+
+def test_nan_inputs_handed_to_the_library_are_refused_before_any_step(tiny_moons_cfg, tmp_path):
+    datasets = build_datasets(tiny_moons_cfg)
+    inputs, labels = (np.stack(part) for part in zip(*datasets.target_test.as_numpy_iterator()))
+    inputs[[3, 7], 1] = np.nan
+    datasets = dataclasses.replace(datasets, target_test=tf.data.Dataset.from_tensor_slices((inputs, labels)))
+    algorithm = build_algorithm(tiny_moons_cfg, build_model(tiny_moons_cfg, datasets))
+    settings = TrainerSettings(steps=20, batch_size=16, log_every=10, eval_every=20, progress=False)
+    with pytest.raises(CorruptDataError, match="target_test: 2 example.s. have NaN or infinite inputs, e.g. example 3"):
+        fit(algorithm, datasets, settings, run_dir=tmp_path / "run")
+    assert int(algorithm.optimizer.iterations) == 0 and not (tmp_path / "run" / "checkpoints").exists()

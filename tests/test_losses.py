@@ -33,3 +33,25 @@ def test_class_imbalance_is_zero_for_balanced_batches_and_log_c_for_a_collapsed_
     assert float(losses.class_imbalance(tf.zeros([4, 4]))) == pytest.approx(0.0, abs=1e-5)  # uniform predictions
     collapsed = 50.0 * tf.one_hot([2, 2, 2, 2], 4)
     assert float(losses.class_imbalance(collapsed)) == pytest.approx(math.log(4), abs=1e-4)
+
+
+def _class_confusion_reference(logits: np.ndarray, temperature: float) -> float:
+    """MCC as its authors' code computes it (Jin et al., ECCV 2020; in NumPy)."""
+    scaled = logits / temperature
+    predictions = np.exp(scaled - scaled.max(axis=1, keepdims=True))
+    predictions /= predictions.sum(axis=1, keepdims=True)
+    weight = 1 + np.exp(-(-(predictions * np.log(predictions)).sum(axis=1)))
+    weight = len(logits) * weight / weight.sum()
+    confusion = (predictions * weight[:, None]).T @ predictions
+    confusion = confusion / confusion.sum(axis=1)  # broadcast as in their code: column k by class k's total
+    return (confusion.sum() - np.trace(confusion)) / logits.shape[1]
+
+
+def test_class_confusion_matches_its_papers_code_and_is_zero_only_when_every_class_is_predicted_with_certainty():
+    logits = np.random.default_rng(0).normal(0, 3, (32, 10)).astype(np.float32)
+    np.testing.assert_allclose(float(losses.class_confusion(logits, 2.5)), _class_confusion_reference(logits, 2.5), rtol=1e-5)
+    every_class = 20.0 * np.eye(10, dtype=np.float32)[np.arange(32) % 10]  # each example certain, every class predicted
+    assert float(losses.class_confusion(every_class, 1.0)) < 1e-6
+    few_classes = 20.0 * np.eye(10, dtype=np.float32)[np.arange(32) % 3]  # seven classes never predicted count as confused
+    assert float(losses.class_confusion(few_classes, 1.0)) == pytest.approx(0.7, abs=1e-3)
+    assert float(losses.class_confusion(np.zeros((32, 10), np.float32))) == pytest.approx(0.9)  # uniform: (C - 1) / C

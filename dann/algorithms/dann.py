@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 
 from dann import losses
-from dann.algorithms.base import ADVERSARY, CLASSIFIER, FRACTION, NON_NEGATIVE, NON_NEGATIVE_INTEGER, Algorithm, Metrics, accuracy
+from dann.algorithms.base import ADVERSARY, CLASSIFIER, FRACTION, NON_NEGATIVE, NON_NEGATIVE_INTEGER, POSITIVE, Algorithm, Metrics, accuracy
 from dann.models import classifier_weights, frozen_classifier
 from dann.self_training import pseudo_label_terms
 
@@ -17,15 +17,18 @@ class DANN(Algorithm):
     Minimises, over the feature extractor `G_f`, the label classifier `G_y` and the domain
     classifier `G_d`, with the reversal `R_lambda` (identity forward, `-lambda` backward):
 
-        L = L_y(G_y(G_f(x_s)), y_s) + w_d * L_d(G_d(R_lambda(G_f(x))), d) + w_e * H(G_y(G_f(x_t))) + w_b * B(x_t) + w_p * L_p(x_t)
+        L = L_y(G_y(G_f(x_s)), y_s) + w_d * L_d(G_d(R_lambda(G_f(x))), d)
+            + w_e * H(G_y(G_f(x_t))) + w_b * B(x_t) + w_m * M(x_t) + w_p * L_p(x_t)
 
     `L_y` is the source cross-entropy and `L_d` the binary cross-entropy of the domain labels
     `d` (0 source, 1 target) on both batches: `G_d` minimises `L_d`; through the reversal,
-    `G_f` maximises it. Three optional terms act on the target batch (all weighted 0 by
+    `G_f` maximises it. Four optional terms act on the target batch (all weighted 0 by
     default, the paper's DANN): `H`, the mean prediction entropy (entropy minimisation,
     Grandvalet & Bengio, 2005); `B`, how far the batch's mean prediction is from uniform
-    (`losses.class_imbalance`), which keeps the other two from piling target examples onto a
-    few classes; `L_p`, self-training, confident predictions as labels of augmented copies
+    (`losses.class_imbalance`), which keeps the other terms from piling target examples onto a
+    few classes (`H + B` is information maximisation, as in SHOT: Liang et al., ICML 2020);
+    `M`, minimum class confusion (`losses.class_confusion`, MCC: Jin et al., ECCV 2020);
+    `L_p`, self-training, confident predictions as labels of augmented copies
     (`dann.self_training`; it costs an extra pass over the target batch).
 
     Args:
@@ -33,6 +36,8 @@ class DANN(Algorithm):
         domain_loss_weight: `w_d`, >= 0.
         target_entropy_weight: `w_e`, >= 0.
         class_balance_weight: `w_b`, >= 0.
+        class_confusion_weight: `w_m`, >= 0 (MCC's paper: 1).
+        confusion_temperature: the temperature of `M`'s softmax, > 0 (MCC's paper: 2.5).
         pseudo_label_weight: `w_p`, >= 0.
         pseudo_label_threshold: the confidence a pseudo-label needs, in [0, 1).
         pseudo_label_shift: the augmentation's largest translation, in pixels (images only).
@@ -53,6 +58,8 @@ class DANN(Algorithm):
         "domain_loss_weight": NON_NEGATIVE,
         "target_entropy_weight": NON_NEGATIVE,
         "class_balance_weight": NON_NEGATIVE,
+        "class_confusion_weight": NON_NEGATIVE,
+        "confusion_temperature": POSITIVE,
         "pseudo_label_weight": NON_NEGATIVE,
         "pseudo_label_threshold": FRACTION,
         "pseudo_label_shift": NON_NEGATIVE_INTEGER,
@@ -71,6 +78,8 @@ class DANN(Algorithm):
         domain_loss_weight: float = 1.0,
         target_entropy_weight: float = 0.0,
         class_balance_weight: float = 0.0,
+        class_confusion_weight: float = 0.0,
+        confusion_temperature: float = 2.5,
         pseudo_label_weight: float = 0.0,
         pseudo_label_threshold: float = 0.95,
         pseudo_label_shift: int = 2,
@@ -83,6 +92,8 @@ class DANN(Algorithm):
             domain_loss_weight=domain_loss_weight,
             target_entropy_weight=target_entropy_weight,
             class_balance_weight=class_balance_weight,
+            class_confusion_weight=class_confusion_weight,
+            confusion_temperature=confusion_temperature,
             pseudo_label_weight=pseudo_label_weight,
             pseudo_label_threshold=pseudo_label_threshold,
             pseudo_label_shift=pseudo_label_shift,
@@ -94,6 +105,8 @@ class DANN(Algorithm):
         self.domain_loss_weight = domain_loss_weight
         self.target_entropy_weight = target_entropy_weight
         self.class_balance_weight = class_balance_weight
+        self.class_confusion_weight = class_confusion_weight
+        self.confusion_temperature = confusion_temperature
         self.pseudo_label_weight = pseudo_label_weight
         self.pseudo_label_threshold = pseudo_label_threshold
         self.pseudo_label_shift = int(pseudo_label_shift)
@@ -125,14 +138,17 @@ class DANN(Algorithm):
 
     def forward(self, source_x, source_y, target_x, lambda_, training=True) -> Metrics:
         """`label_loss`, `domain_loss`, `target_entropy` (nats), `label_accuracy` (source batch), `domain_accuracy`,
-        with `class_balance_weight` the `class_imbalance` (nats) of the target batch, and with
-        `pseudo_label_weight` the terms of `dann.self_training.pseudo_label_terms`."""
+        with `class_balance_weight` the `class_imbalance` (nats) of the target batch, with
+        `class_confusion_weight` its `class_confusion`, and with `pseudo_label_weight` the terms
+        of `dann.self_training.pseudo_label_terms`."""
         num_source = tf.shape(source_x)[0]
         features, class_logits = self.classify(source_x, target_x, training)
         domain_logits = self.model.domain_logits(features, lambda_, training=training)
         terms = {**classification_terms(class_logits, source_y, num_source), **domain_terms(domain_logits, num_source)}
         if self.class_balance_weight:
             terms["class_imbalance"] = losses.class_imbalance(class_logits[num_source:])
+        if self.class_confusion_weight:
+            terms["class_confusion"] = losses.class_confusion(class_logits[num_source:], self.confusion_temperature)
         return {**terms, **self.self_training_terms(target_x, class_logits[num_source:], training)}
 
     def self_training_terms(self, target_x: tf.Tensor, target_logits: tf.Tensor, training: bool) -> Metrics:
@@ -152,12 +168,15 @@ class DANN(Algorithm):
         )
 
     def total_loss(self, terms: Metrics) -> tf.Tensor:
-        """`label_loss + w_d * domain_loss + w_e * target_entropy` (+ `w_b * class_imbalance + w_p * pseudo_label_loss`)."""
+        """`label_loss + w_d * domain_loss + w_e * target_entropy` (+ `w_b * class_imbalance + w_m * class_confusion
+        + w_p * pseudo_label_loss`)."""
         loss = terms["label_loss"] + self.domain_loss_weight * terms["domain_loss"]
         if self.target_entropy_weight:
             loss += self.target_entropy_weight * terms["target_entropy"]
         if self.class_balance_weight:
             loss += self.class_balance_weight * terms["class_imbalance"]
+        if self.class_confusion_weight:
+            loss += self.class_confusion_weight * terms["class_confusion"]
         if self.pseudo_label_weight:
             loss += self.pseudo_label_weight * terms["pseudo_label_loss"]
         return loss
@@ -166,6 +185,8 @@ class DANN(Algorithm):
         paths = {"label_loss": CLASSIFIER, "domain_loss": ADVERSARY, "target_entropy": CLASSIFIER}
         if self.class_balance_weight:
             paths["class_imbalance"] = CLASSIFIER
+        if self.class_confusion_weight:
+            paths["class_confusion"] = CLASSIFIER
         if self.pseudo_label_weight:
             paths["pseudo_label_loss"] = CLASSIFIER
         return paths

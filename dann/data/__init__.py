@@ -3,7 +3,7 @@
 Importing this package registers the `mnist_m` TFDS builder.
 """
 
-from dann.data.domains import DomainDatasets, evaluation_batches, stacked_calls, training_batches
+from dann.data.domains import DomainDatasets, check_finite_inputs, evaluation_batches, stacked_calls, training_batches
 from dann.data.image_folders import check_image_folder, image_folder_domains, image_folder_examples
 from dann.data.mnist_m import MnistM
 from dann.data.moons import moons_domains
@@ -19,6 +19,7 @@ __all__ = [
     "RandomInversion",
     "dataset_builder",
     "prepare_datasets",
+    "check_finite_inputs",
     "check_image_folder",
     "evaluation_batches",
     "image_folder_domains",

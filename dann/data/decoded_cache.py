@@ -154,18 +154,21 @@ def _damage(entry: Path, expected_examples: int) -> str | None:
         parts = manifest["parts"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         return f"its manifest is missing or unreadable ({type(error).__name__})"
+    if manifest.get("format") != CACHE_FORMAT:
+        return f"it was written in cache format {manifest.get('format')}, not {CACHE_FORMAT}"
     if expected_examples >= 0 and manifest["examples"] != expected_examples:
         return f"it holds {manifest['examples']} examples where the dataset has {expected_examples}"
     for part in parts:
         directory = entry / part["path"]
         for file, size in part["files"].items():
             path = directory / file
+            name = path.relative_to(entry)
             if not path.is_file():
-                return f"{path} is missing"
+                return f"{name} is missing"
             if path.stat().st_size != size:
-                return f"{path} has {path.stat().st_size} bytes where {size} were written"
+                return f"{name} has {path.stat().st_size} bytes where {size} were written"
         if _fingerprint(directory) != {"files": part["files"], "crc32": part["crc32"]}:
-            return f"the bytes of {directory} changed since they were written"
+            return f"the bytes of {part['path']} changed since they were written"
     return None
 
 

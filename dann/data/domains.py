@@ -8,6 +8,8 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
+from dann.data.prepare import CorruptDataError
+
 Normalizer = Callable[[tf.Tensor], tf.Tensor]
 Augmentation = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 
@@ -54,6 +56,25 @@ class DomainDatasets:
     target_labelled: bool = True
     skipped_files: dict[str, str] = field(default_factory=dict)
     drawn_samples: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+
+def check_finite_inputs(datasets: DomainDatasets) -> None:
+    """Raises `CorruptDataError` when a split's floating-point inputs hold NaN or infinity, naming the split and examples.
+
+    Integer inputs (uint8 images) cannot; float inputs (arrays handed to the library) are
+    read once. A NaN input would otherwise become a NaN loss, or a silently wrong accuracy.
+    """
+    for name in ("source_train", "target_train", "source_test", "target_test"):
+        split = getattr(datasets, name)
+        if not split.element_spec[0].dtype.is_floating:
+            continue
+        not_finite = split.enumerate().filter(lambda _, example: tf.logical_not(tf.reduce_all(tf.math.is_finite(example[0]))))
+        indices = [int(index) for index, _ in not_finite.as_numpy_iterator()]
+        if indices:
+            raise CorruptDataError(
+                f"{name}: {len(indices)} example(s) have NaN or infinite inputs, e.g. example {indices[0]}: "
+                "drop or repair them before training."
+            )
 
 
 def training_batches(datasets: DomainDatasets, batch_size: int, seed: int) -> tf.data.Dataset:
