@@ -85,9 +85,8 @@ def image_folder_domains(
     every_path = sorted(path for parts in files.values() for paths, _ in parts for path in paths)
     unreadable = unreadable_images(every_path, preprocessing.channels)
     if unreadable and not skip_unreadable:
-        listed = "; ".join(f"{path} ({reason})" for path, reason in list(unreadable.items())[:5])
         raise CorruptDataError(
-            f"{len(unreadable)} image(s) cannot be read: {listed}{'; ...' if len(unreadable) > 5 else ''}. Remove or replace "
+            f"{len(unreadable)} image(s) cannot be read: {_first_few(unreadable)}. Remove or replace "
             "them, or pass data.skip_unreadable=true to train without them (the run lists them in skipped_files.txt)."
         )
     splits = {}
@@ -156,6 +155,12 @@ def unreadable_images(paths: list[str], channels: int = 3) -> dict[str, str]:
     return {path: wrong_start.get(path) or undecodable[path] for path in paths if path in wrong_start or path in undecodable}
 
 
+def _first_few(unreadable: dict[str, str], shown: int = 5) -> str:
+    """`path (reason)` of the first `shown` unreadable images, `; ...` after them when there are more."""
+    listed = "; ".join(f"{path} ({reason})" for path, reason in list(unreadable.items())[:shown])
+    return listed + ("; ..." if len(unreadable) > shown else "")
+
+
 def _decode_error(path: str, channels: int) -> str:
     try:
         tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
@@ -214,8 +219,7 @@ def image_folder_examples(folder: Path, class_names: list[str], preprocessing: I
     paths, labels = _labelled_files(folder, class_names)
     unreadable = unreadable_images(paths, preprocessing.channels)
     if unreadable:
-        listed = "; ".join(f"{path} ({reason})" for path, reason in list(unreadable.items())[:5])
-        raise CorruptDataError(f"{len(unreadable)} image(s) of {folder} cannot be read: {listed}. Remove or replace them.")
+        raise CorruptDataError(f"{len(unreadable)} image(s) of {folder} cannot be read: {_first_few(unreadable)}. Remove or replace them.")
     return _examples(list(zip(paths, labels)), preprocessing)
 
 
