@@ -154,13 +154,21 @@ def representative_sample(dataset: tf.data.Dataset, max_examples: int, seed: int
         raise ValueError("representative_sample: the dataset is endless; give a finite split.")
     if count < 0:
         count = int(dataset.reduce(tf.constant(0, tf.int64), lambda total, _: total + 1))
+    size = min(max_examples, count)
     rng = np.random.default_rng(seed)
     chosen = np.zeros(count, bool)
-    chosen[rng.choice(count, min(max_examples, count), replace=False)] = True
-    mask = tf.constant(chosen)
-    picked = dataset.enumerate().filter(lambda index, _: mask[index]).map(lambda _, example: example)
-    # `filter` keeps the dataset's order: shuffle it, seeded, so a prefix is uniform too.
-    return picked.shuffle(max(1, min(max_examples, count)), seed=seed)
+    chosen[rng.choice(count, size, replace=False)] = True
+    in_memory = _in_memory(dataset)
+    if in_memory is None:
+        mask = tf.constant(chosen)
+        picked = dataset.enumerate().filter(lambda index, _: mask[index]).map(lambda _, example: example)
+        # `filter` keeps the dataset's order: shuffle it, seeded, so a prefix is uniform too.
+        return picked.shuffle(max(1, size), seed=seed)
+    # The same sample in the same order, by one gather instead of a per-example filter: a seeded `shuffle`
+    # of `size` elements orders them by the seed and the size alone.
+    order = next(iter(tf.data.Dataset.range(size).shuffle(max(1, size), seed=seed).batch(max(1, size))))
+    positions = tf.gather(np.flatnonzero(chosen), order)
+    return tf.data.Dataset.from_tensor_slices(tuple(tf.gather(part, positions) for part in in_memory))
 
 
 def _samples(datasets: DomainDatasets, splits: dict[str, tf.data.Dataset], max_examples: int, seed: int) -> dict:
