@@ -285,11 +285,16 @@ class Algorithm:
             The metrics of `update`, averaged over the `k` updates.
         """
         num_steps = tf.shape(source_x)[0]
-        totals = self._update(source_x[0], source_y[0], target_x[0], first_step)
-        for i in tf.range(1, num_steps):
+        # The metrics are summed as one vector, which starts empty: the update is traced once, inside the
+        # loop (peeling the first update off to give the sums their structure would trace it twice).
+        names, totals = [], tf.zeros([0])
+        for i in tf.range(num_steps):
+            tf.autograph.experimental.set_loop_options(shape_invariants=[(totals, tf.TensorShape([None]))])
             metrics = self._update(source_x[i], source_y[i], target_x[i], first_step + tf.cast(i, first_step.dtype))
-            totals = {key: totals[key] + metrics[key] for key in totals}
-        return {key: total / tf.cast(num_steps, tf.float32) for key, total in totals.items()}
+            names[:] = sorted(metrics)
+            values = tf.stack([tf.cast(metrics[name], tf.float32) for name in names])
+            totals = tf.cond(i > 0, lambda: totals + values, lambda: values)
+        return dict(zip(names, tf.unstack(totals / tf.cast(num_steps, tf.float32), num=len(names))))
 
     @tf.function
     def predict(self, inputs: tf.Tensor) -> tf.Tensor:
