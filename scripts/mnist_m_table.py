@@ -37,6 +37,8 @@ PAPER = {
     "mnist_m algorithm=vada": 0.957,
     "mnist_m algorithm=dirt_t": 0.987,
     "mnist_m_genuine": 0.7666,
+    "mnist_m_genuine_vada": 0.957,
+    "mnist_m_genuine_dirt_t": 0.987,
 }
 ROWS = {
     "mnist_m_source_only": "source only (lower bound)",
@@ -50,6 +52,13 @@ ROWS = {
     "mnist_m algorithm=source_only": "source only, dann's recipe",
     "mnist_m algorithm=target_only": "train on target, dann's recipe",
     "mnist_m_genuine": "DANN + self-training, dann's genuine MNIST-M recipe",
+    "mnist_m_genuine_small_cnn algorithm=source_only": "source only, small CNN",
+    "mnist_m_genuine_small_cnn": "DANN, small CNN (lambda_d 0.01)",
+    "mnist_m_genuine_small_cnn algorithm=cdan": "CDAN, small CNN",
+    "mnist_m_genuine_small_cnn algorithm=cdan_e": "CDAN+E, small CNN",
+    "mnist_m_genuine_vada": "VADA, small CNN",
+    "mnist_m_genuine_dirt_t": "DIRT-T, small CNN",
+    "mnist_m_genuine_small_cnn algorithm=target_only": "train on target, small CNN",
 }
 
 # The default rows: the bounds and DANN on the synthetic MNIST-M, which is built when missing (3 seeds: about half an
