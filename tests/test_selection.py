@@ -181,3 +181,15 @@ def test_samples_that_stand_for_a_split_are_seeded_uniform_samples_whatever_the_
     np.testing.assert_array_equal(domains.label_free_samples(other, 100)["target"][1], label_free["target"][1])
     whole = domains.label_free_samples(other, 5000)["source"][1].numpy()  # more than the split holds: all of it, shuffled
     assert sorted(whole) == sorted(inputs[:, 0].astype(np.int64)) and list(whole[:500]) != [0] * 500
+
+
+def test_a_split_in_memory_and_a_streamed_one_give_the_same_sample_in_the_same_order():
+    examples = np.arange(300, dtype=np.float32)[:, None]
+    in_memory = tf.data.Dataset.from_tensor_slices((examples, examples[:, 0].astype(np.int64)))
+    streamed = in_memory.filter(lambda x, y: True)  # of unknown length: read example by example
+    for seed, size in [(0, 40), (3, 300), (5, 1000)]:
+        tf.random.set_seed(seed)  # as a run seeds it: the shuffle's order depends on the global seed too
+        drawn = [y for _, y in domains.representative_sample(in_memory, size, seed).as_numpy_iterator()]
+        tf.random.set_seed(seed)
+        expected = [y for _, y in domains.representative_sample(streamed, size, seed).as_numpy_iterator()]
+        assert drawn == expected and len(drawn) == min(size, 300) and drawn != sorted(drawn)
