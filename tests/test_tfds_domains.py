@@ -12,7 +12,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from tests_support import SMALL_SPLIT, TINY_OVERRIDES, write_original_mnist_m
 
-from dann.config import compose_config
+from dann.config import build_datasets, compose_config
 from dann.data import CorruptDataError, ImagePreprocessing, MissingDataError, RandomInversion, tfds_domains, training_batches
 from dann.data.tfds_domains import check_disjoint, check_record_files, check_same_label_space, choose_split
 from dann.experiment import train
@@ -141,6 +141,17 @@ def test_genuine_experiment_refuses_a_dev_split_inside_the_training_split(small_
     with pytest.raises(ValueError, match="shares 5 examples"):
         train(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_the_reverse_pair_trains_from_the_genuine_mnist_m_to_mnist(small_genuine_dir):
+    cfg = compose_config(["+experiment=mnist_m_genuine", "data=mnist_m_genuine_reverse", f"data.data_dir={small_genuine_dir}"])
+    assert cfg.data.preprocessing.per_image and cfg.data.source_augmentation  # the recipe's data settings, kept
+    cfg.data.source_train_split, cfg.data.source_test_split = "train[:20]", "train[20:]"  # the fixture's 30 images
+    cfg.data.target_train_split, cfg.data.target_test_split = "train[:64]", "test[:64]"
+    datasets = build_datasets(cfg)
+    source_labels = np.concatenate([labels for _, labels in datasets.source_test.batch(64).as_numpy_iterator()])
+    assert len(source_labels) == 10 and datasets.target_test.cardinality() == 64
+    assert datasets.input_shape == (28, 28, 3)
 
 
 def test_prepare_copies_what_a_mirror_holds_and_says_where(offline_data_dir, run_command, tmp_path):
