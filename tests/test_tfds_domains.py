@@ -143,7 +143,7 @@ def test_genuine_experiment_refuses_a_dev_split_inside_the_training_split(small_
     assert not (tmp_path / "run").exists()
 
 
-def test_the_reverse_pair_trains_from_the_genuine_mnist_m_to_mnist(small_genuine_dir):
+def test_the_reverse_pair_builds_from_the_genuine_mnist_m_to_mnist(small_genuine_dir):
     cfg = compose_config(["+experiment=mnist_m_genuine", "data=mnist_m_genuine_reverse", f"data.data_dir={small_genuine_dir}"])
     assert cfg.data.preprocessing.per_image and cfg.data.source_augmentation  # the recipe's data settings, kept
     cfg.data.source_train_split, cfg.data.source_test_split = "train[:20]", "train[20:]"  # the fixture's 30 images
