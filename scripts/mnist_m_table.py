@@ -56,6 +56,8 @@ ROWS = {
     "mnist_m_genuine_small_cnn": "DANN, small CNN (lambda_d 0.01)",
     "mnist_m_genuine_small_cnn algorithm=cdan": "CDAN, small CNN",
     "mnist_m_genuine_small_cnn algorithm=cdan_e": "CDAN+E, small CNN",
+    "mnist_m_genuine_small_cnn algorithm=mcc": "MCC (on DANN), small CNN",
+    "mnist_m_genuine_small_cnn algorithm=im": "information maximisation (on DANN), small CNN",
     "mnist_m_genuine_vada": "VADA, small CNN",
     "mnist_m_genuine_dirt_t": "DIRT-T, small CNN",
     "mnist_m_genuine_small_cnn algorithm=target_only": "train on target, small CNN",

@@ -48,7 +48,7 @@ def test_every_algorithm_is_known_wherever_it_must_be():
     import dann.algorithms
     from dann.config import ALGORITHM_SCHEMAS
 
-    assert set(ALGORITHMS) == {"dann", "cdan", "cdan_e", "vada", "dirt_t", "source_only", "target_only"}
+    assert set(ALGORITHMS) == {"dann", "cdan", "cdan_e", "mcc", "im", "vada", "dirt_t", "source_only", "target_only"}
     for name, algorithm in ALGORITHM_SCHEMAS.items():
         assert algorithm.__name__ in dann.algorithms.__all__, f"{algorithm.__name__}: export it from dann/algorithms/__init__.py"
         assert f"`{name}`" in dann.algorithms.__doc__, f"{name}: add it to the table of dann/algorithms/__init__.py"
