@@ -143,6 +143,12 @@ def test_genuine_experiment_refuses_a_dev_split_inside_the_training_split(small_
     assert not (tmp_path / "run").exists()
 
 
+def test_a_recipe_moves_to_the_synthetic_32_pair_with_its_data_settings():
+    cfg = compose_config(["+experiment=mnist_m_genuine_small_cnn", "data=mnist_m_synthetic_32"])
+    assert (cfg.data.source, cfg.data.target, cfg.data.target_test_split) == ("mnist", "mnist_m/synthetic_32", "test")
+    assert cfg.data.preprocessing.per_image  # the recipe's data settings, kept
+
+
 def test_the_reverse_pair_builds_from_the_genuine_mnist_m_to_mnist(small_genuine_dir):
     cfg = compose_config(["+experiment=mnist_m_genuine", "data=mnist_m_genuine_reverse", f"data.data_dir={small_genuine_dir}"])
     assert cfg.data.preprocessing.per_image and cfg.data.source_augmentation  # the recipe's data settings, kept
