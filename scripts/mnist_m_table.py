@@ -95,7 +95,7 @@ def main() -> None:
     columns = ["method", "command (`+experiment=...`)", "paper"]
     for data in datas:
         name = data or "experiment's data"
-        columns += [f"{name}: target acc. mean ± std", "per seed", "source acc.", "PAD inputs -> features", "wall s / run (median)"]
+        columns += [f"{name}: target acc. mean ± std", "per seed", "source acc.", "PAD inputs -> features", "train s / run (median)", "wall s / run (median)"]
     table = []
     for row in args.rows:
         cells = [ROWS.get(row, row), f"`{row}`", str(PAPER.get(row, "n/a"))]
@@ -122,6 +122,7 @@ def _cells(grid_runs: list[GridRun]) -> list[str]:
         " ".join(f"{t:.4f}" for t in target),
         f"{np.mean([r['source_test_accuracy'] for r in runs]):.4f}",
         f"{np.mean([r['proxy_a_distance_inputs'] for r in runs]):.2f} -> {np.mean([r['proxy_a_distance_features'] for r in runs]):.2f}",
+        f"{np.median([r['train_seconds'] for r in runs]):.0f}",
         f"{np.median([run.wall_seconds for run in grid_runs]):.0f}",
     ]
 
