@@ -96,7 +96,8 @@ def main() -> None:
     columns = ["method", "command (`+experiment=...`)", "paper"]
     for data in datas:
         name = data or "experiment's data"
-        columns += [f"{name}: target acc. mean ± std", "per seed", "source acc.", "PAD inputs -> features", "train s / run (median)", "wall s / run (median)"]
+        columns += [f"{name}: target acc. mean ± std", "per seed", "source acc.", "PAD inputs -> features"]
+        columns += ["train s / run (median)", "wall s / run (median)"]
     table = []
     for row in args.rows:
         cells = [ROWS.get(row, row), f"`{row}`", str(PAPER.get(row, "n/a"))]

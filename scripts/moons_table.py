@@ -17,10 +17,7 @@ import numpy as np
 from dann.grid import markdown_table, train_grid
 
 # Each row: its overrides.
-ROWS = {
-    name: [f"algorithm={name}"]
-    for name in ("source_only", "dann", "cdan", "cdan_e", "mcc", "im", "vada", "dirt_t", "target_only")
-}
+ROWS = {name: [f"algorithm={name}"] for name in ("source_only", "dann", "cdan", "cdan_e", "mcc", "im", "vada", "dirt_t", "target_only")}
 
 
 def main() -> None:
