@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import dann.loop
+from dann.algorithms import DANN, DIRTT, SourceOnly
 from dann.config import build_algorithm, build_datasets, build_model, trainer_settings
 from dann.health import HealthMonitor, prediction_health
 from dann.health.advice import RULES, Finding, Rule, RunContext, streak_score
@@ -40,7 +41,7 @@ def test_every_evaluation_logs_the_health_figures(tiny_run):
 
 # Warnings with advice (dann.health.advice), on records written as a run writes them.
 
-TEN_CLASSES = RunContext(num_classes=10, total_steps=1000, adapts=True)
+TEN_CLASSES = RunContext(num_classes=10, total_steps=1000, adaptation_steps=1000)
 
 
 def _evaluation(step, **changes):
@@ -141,11 +142,28 @@ def test_unaligned_features_and_lambda_0_early_in_training_are_expected():
 
 
 def test_a_source_only_run_is_told_it_does_not_adapt_and_not_that_its_domain_classifier_is_idle():
-    source_only = RunContext(num_classes=10, total_steps=1000, adapts=False)
+    source_only = RunContext(num_classes=10, total_steps=1000, adaptation_steps=0)
     records = [_evaluation(step, domain_classifier_accuracy=0.5, domain_classifier_gradient_norm=0.0) for step in (600, 700)]
     monitor, raised = _monitor_of(records, source_only)
     assert raised == [("no_adaptation", 700)]
     assert "does not adapt" in monitor.warnings[0].seen
+
+
+def test_a_domain_classifier_idle_by_design_is_not_reported_as_not_learning():
+    # DIRT-T refines from step 700 on: no domain loss trains, so its gradient is zero by design
+    refining_from_700 = RunContext(num_classes=10, total_steps=1000, adaptation_steps=700)
+    idle = {"domain_classifier_accuracy": 0.5, "domain_classifier_gradient_norm": 0.0}
+    refining = [_evaluation(step, **idle) for step in (800, 900, 1000)]
+    assert _monitor_of(refining, refining_from_700)[1] == []
+    before_refinement = [_evaluation(step, **idle) for step in (600, 700)]
+    assert _monitor_of(before_refinement, refining_from_700)[1] == [("domain_classifier_not_learning", 700)]
+
+
+def test_adaptation_steps_are_all_steps_but_dirt_t_refinement_and_none_for_the_bounds():
+    assert DANN.adaptation_steps(1000, domain_loss_weight=1.0) == 1000
+    assert SourceOnly.adaptation_steps(1000) == 0
+    assert DIRTT.adaptation_steps(1000, refinement_fraction=0.25) == 750
+    assert DIRTT.adaptation_steps(1000) == round(1000 * (1 - DIRTT.settings()["refinement_fraction"][1]))
 
 
 def test_figures_a_run_did_not_log_are_not_checked():

@@ -123,6 +123,12 @@ class Algorithm:
         return {**(cls.__base__.settings() if extends else {}), **own}
 
     @classmethod
+    def adaptation_steps(cls, total_steps: int, **hyperparameters: Any) -> int:
+        """How many steps, from the first, train the domain classifier and, through the reversal, the features
+        against it: all of them, or none without a reversal. `hyperparameters`: as the constructor takes them."""
+        return total_steps if cls.REVERSED_LOSS is not None else 0
+
+    @classmethod
     def only_machinery(cls, machinery: dict[str, Any]) -> dict[str, Any]:
         """`machinery`, or `TypeError` naming an argument outside `MACHINERY` (a parent's hyperparameter this class does not use)."""
         unexpected = sorted(set(machinery) - set(MACHINERY))

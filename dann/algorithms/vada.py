@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import tensorflow as tf
 
 from dann import losses
@@ -9,6 +11,8 @@ from dann.algorithms.base import CLASSIFIER, FRACTION, NON_NEGATIVE, POSITIVE, P
 from dann.algorithms.dann import DANN, classification_terms, domain_terms
 from dann.models import classifier_weights, frozen_classifier
 from dann.vat import virtual_adversarial_loss
+
+REFINEMENT_FRACTION = 0.3  # DIRT-T's default share of the steps spent refining
 
 
 class VADA(DANN):
@@ -155,7 +159,7 @@ class DIRTT(VADA):
         optimizer,
         adaptation_schedule,
         total_steps,
-        refinement_fraction: float = 0.3,
+        refinement_fraction: float = REFINEMENT_FRACTION,
         teacher_weight: float | None = None,
         teacher_update_every: int = 1000,
         **vada_settings,
@@ -164,12 +168,18 @@ class DIRTT(VADA):
             refinement_fraction=refinement_fraction, teacher_weight=teacher_weight, teacher_update_every=teacher_update_every
         )
         super().__init__(model, optimizer, adaptation_schedule, total_steps, **vada_settings)
-        self.refinement_start = round(total_steps * (1.0 - refinement_fraction))
+        self.refinement_fraction = refinement_fraction
+        self.refinement_start = self.adaptation_steps(total_steps, refinement_fraction=refinement_fraction)
         self.teacher_weight = self.target_entropy_weight if teacher_weight is None else teacher_weight
         self.teacher_update_every = int(teacher_update_every)
         with self.strategy.scope():
             self.teacher = frozen_classifier(model, name="teacher")
             self.refining = tf.Variable(0.0, trainable=False, name="refining")  # 1.0 once refinement has begun
+
+    @classmethod
+    def adaptation_steps(cls, total_steps: int, refinement_fraction: float = REFINEMENT_FRACTION, **hyperparameters: Any) -> int:
+        """VADA's phase: refinement, the last `refinement_fraction` of the steps, trains no domain classifier."""
+        return round(total_steps * (1.0 - refinement_fraction))
 
     def before_update(self, step: tf.Tensor) -> None:
         """Enters refinement at its first step, and takes a teacher snapshot every `teacher_update_every` steps of it."""

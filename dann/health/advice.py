@@ -30,12 +30,19 @@ class RunContext:
     Attributes:
         num_classes: classes of the label space.
         total_steps: the run's length, for training progress `step / total_steps`.
-        adapts: the algorithm trains a domain classifier through a gradient reversal.
+        adaptation_steps: how many steps, from the first, train a domain classifier through a
+            gradient reversal (`Algorithm.adaptation_steps`): 0 for the bounds, fewer than
+            `total_steps` for DIRT-T, whose refinement trains none.
     """
 
     num_classes: int
     total_steps: int
-    adapts: bool
+    adaptation_steps: int
+
+    @property
+    def adapts(self) -> bool:
+        """The algorithm adapts through a gradient reversal at all."""
+        return self.adaptation_steps > 0
 
 
 @dataclass(frozen=True)
@@ -90,10 +97,11 @@ def linear_probe_accuracy(figures: Figures) -> float:
 
 def _domain_classifier_gradient_vanished(now: Figures, earlier: list[Figures], context: RunContext) -> Finding | None:
     """Score: how many orders of magnitude the domain classifier's gradient is below the label classifier's,
-    unless the domain classifier wins (then its gradient is small because its loss is)."""
+    while the algorithm trains it, unless it wins (then its gradient is small because its loss is)."""
     accuracy = now["domain_classifier_accuracy"]
     domain, label = now["domain_classifier_gradient_norm"], now["label_classifier_gradient_norm"]
-    if not context.adapts or accuracy >= DOMAIN_CLASSIFIER_WINS or not 0 < label < math.inf:  # the latter: another rule's
+    trained = now["step"] <= context.adaptation_steps
+    if not trained or accuracy >= DOMAIN_CLASSIFIER_WINS or not 0 < label < math.inf:  # the latter: another rule's
         return None
     return Finding(
         math.inf if domain == 0 else math.log10(label / domain),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hydra.utils import get_class
 
-from dann.config import build_datasets
+from dann.config import algorithm_hyperparameters, build_datasets
 from dann.health.advice import HealthMonitor, RunContext, linear_probe_accuracy
 from dann.models import COMPONENTS
 from dann.runs import load_config, load_metrics
@@ -34,8 +34,8 @@ def health_report(run_dir: str | Path) -> tuple[str, HealthMonitor]:
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)
     records = load_metrics(run_dir)
-    adapts = get_class(cfg.algorithm._target_).REVERSED_LOSS is not None
-    monitor = HealthMonitor(RunContext(build_datasets(cfg).num_classes, cfg.trainer.steps, adapts))
+    adaptation_steps = get_class(cfg.algorithm._target_).adaptation_steps(cfg.trainer.steps, **algorithm_hyperparameters(cfg))
+    monitor = HealthMonitor(RunContext(build_datasets(cfg).num_classes, cfg.trainer.steps, adaptation_steps))
     for record in records:
         monitor.observe(record)
     rows = [[_cell(read, figures) for read in COLUMNS.values()] for figures in monitor.evaluations]
