@@ -58,6 +58,13 @@ def test_every_algorithm_is_known_wherever_it_must_be():
     for recipe in (path.stem for path in (CONFIG_DIR / "recipe").glob("*.yaml") if path.stem != "none"):
         for name in ADVERSARIAL:  # a recipe says how each adapting algorithm runs in it
             assert (CONFIG_DIR / "recipe_algorithm" / f"{recipe}_{name}.yaml").exists(), f"recipe {recipe}: no settings for {name}"
+    for choice in (path.stem for path in (CONFIG_DIR / "self_training").glob("*.yaml") if path.stem != "none"):
+        for name in ALGORITHMS:  # a self-training choice reaches every algorithm that can self-train, and no other
+            can = "pseudo_label_weight" in get_class(compose_config([*MOONS, f"algorithm={name}"]).algorithm._target_).settings()
+            has = (CONFIG_DIR / "self_training_algorithm" / f"{choice}_{name}.yaml").exists()
+            assert has == can, f"self_training {choice}: {name} " + ("needs settings" if can else "cannot self-train")
+            cfg = compose_config([*MOONS, f"algorithm={name}", f"self_training={choice}"])
+            assert cfg.algorithm.get("pseudo_label_weight", 0.0) == (1.0 if can else 0.0)
 
 
 @pytest.mark.parametrize("name", ALGORITHMS)

@@ -38,6 +38,14 @@ def test_every_experiment_composes_and_builds(experiment, request):
     assert len(algorithm.model.trainable_variables) > 0
 
 
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_has_its_lower_bound(experiment):
+    """`algorithm=source_only` composes with any experiment: the same recipe without adaptation or self-training."""
+    cfg = compose_config([f"+experiment={experiment}", "algorithm=source_only"])
+    assert cfg.algorithm._target_ == "dann.algorithms.bounds.SourceOnly"
+    assert cfg.trainer.steps == compose_config([f"+experiment={experiment}"]).trainer.steps
+
+
 def test_command_line_overrides_reach_the_objects():
     cfg = compose_config(["+experiment=moons", "optimizer.lr=0.005", "trainer.steps=2000"])
     schedule = build_optimizer(cfg).get_config()["learning_rate"]
