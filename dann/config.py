@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, make_dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -152,6 +152,17 @@ def algorithm_hyperparameters(cfg: DictConfig) -> dict:
 def check_algorithm(cfg: DictConfig) -> None:
     """Checks `cfg.algorithm`'s hyperparameters against their ranges, before any work (the constructor checks them again)."""
     get_class(cfg.algorithm._target_).check_hyperparameters(**algorithm_hyperparameters(cfg))
+
+
+def self_training_note(cfg: DictConfig, choices: Mapping[str, str | None]) -> str | None:
+    """A line for a run whose `self_training` choice its algorithm cannot take (it trains without), else `None`.
+
+    `choices`: the config group choices (Hydra's `runtime.choices`).
+    """
+    choice = choices.get("self_training") or "none"
+    if choice == "none" or "pseudo_label_weight" in cfg.algorithm:
+        return None
+    return f"algorithm={choices.get('algorithm')} takes no self-training: this run trains without self_training={choice}"
 
 
 def compose_config(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:

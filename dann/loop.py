@@ -157,8 +157,7 @@ def fit(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerSetting
     _check_fits(algorithm, settings)
     lengths = call_lengths(settings)
     calls = iter(stacked_calls(training_batches(datasets, settings.batch_size, settings.seed), lengths))
-    adaptation_steps = algorithm.adaptation_steps(**vars(algorithm))  # its attributes: total_steps and the hyperparameters
-    health = HealthMonitor(RunContext(datasets.num_classes, settings.steps, adaptation_steps))
+    health = HealthMonitor(RunContext(datasets.num_classes, settings.steps, algorithm.run_adaptation_steps()))
     run = _RunState(algorithm, calls, settings, None if run_dir is None else Path(run_dir), health)
     first = run.restore()
     progress = keras.utils.Progbar(settings.steps, verbose=1 if settings.progress and sys.stdout.isatty() else 0)

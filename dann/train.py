@@ -18,7 +18,7 @@ import tensorflow as tf
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from dann.config import CONFIG_PATH, register_configs
+from dann.config import CONFIG_PATH, register_configs, self_training_note
 from dann.experiment import failure_message, train
 from dann.loop import EXIT_PREEMPTED, Preempted
 from dann.runs import CONFIG_FILE, TENSORBOARD_DIR, RunLockedError
@@ -32,6 +32,9 @@ register_configs()
 def main(cfg: DictConfig) -> float:
     logging.getLogger("absl").setLevel(logging.WARNING)  # TensorFlow's checkpointing chatter
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    note = self_training_note(cfg, HydraConfig.get().runtime.choices)
+    if note:
+        log.info("%s", note)
     try:
         results = train(cfg, run_dir)
         write_hyperparameters(run_dir, command_line_settings(cfg, HydraConfig.get().overrides.task))

@@ -53,6 +53,8 @@ ROWS = {
     "mnist_m algorithm=source_only": "source only, dann's recipe",
     "mnist_m algorithm=target_only": "train on target, dann's recipe",
     "mnist_m_genuine": "DANN + self-training, dann's genuine MNIST-M recipe",
+    "mnist_m_fast": "DANN + self-training, 1,500 steps",
+    "mnist_m_fast algorithm=source_only": "source only, 1,500 steps",
     "mnist_m_genuine_small_cnn algorithm=source_only": "source only, small CNN",
     "mnist_m_genuine_small_cnn": "DANN, small CNN (lambda_d 0.01)",
     "mnist_m_genuine_small_cnn algorithm=cdan": "CDAN, small CNN",

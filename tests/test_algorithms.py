@@ -64,7 +64,9 @@ def test_every_algorithm_is_known_wherever_it_must_be():
             has = (CONFIG_DIR / "self_training_algorithm" / f"{choice}_{name}.yaml").exists()
             assert has == can, f"self_training {choice}: {name} " + ("needs settings" if can else "cannot self-train")
             cfg = compose_config([*MOONS, f"algorithm={name}", f"self_training={choice}"])
-            assert cfg.algorithm.get("pseudo_label_weight", 0.0) == (1.0 if can else 0.0)
+            assert (cfg.algorithm.get("pseudo_label_weight", 0.0) > 0) == can
+    genuine = compose_config(["+experiment=mnist_m_genuine"]).algorithm  # the one choice with its own threshold
+    assert (genuine.pseudo_label_threshold, genuine.pseudo_label_weight) == (0.9, 1.0)
 
 
 @pytest.mark.parametrize("name", ALGORITHMS)
@@ -302,6 +304,7 @@ def test_dirt_t_refines_with_a_teacher_snapshot_on_schedule():
         "dirt_t", "algorithm.refinement_fraction=0.5", "algorithm.teacher_update_every=3", "trainer.steps=10"
     )
     assert algorithm.refinement_start == 5
+    assert algorithm.run_adaptation_steps() == 5  # what the health monitor reads: the domain classifier stops there
 
     def student():
         return [w.numpy().copy() for w in algorithm.model.feature_extractor.weights + algorithm.model.label_classifier.weights]

@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 
 import dann
 from dann.algorithms import SourceOnly
-from dann.config import CONFIG_DIR, build_algorithm, build_datasets, build_model, build_optimizer, compose_config
+from dann.config import CONFIG_DIR, build_algorithm, build_datasets, build_model, build_optimizer, compose_config, self_training_note
 from dann.loop import TrainerSettings
 from dann.schedules import AnnealedLearningRate, ConstantLambda, SigmoidRamp
 from dann.speed import with_default_experiment
@@ -41,9 +41,19 @@ def test_every_experiment_composes_and_builds(experiment, request):
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_has_its_lower_bound(experiment):
     """`algorithm=source_only` composes with any experiment: the same recipe without adaptation or self-training."""
-    cfg = compose_config([f"+experiment={experiment}", "algorithm=source_only"])
-    assert cfg.algorithm._target_ == "dann.algorithms.bounds.SourceOnly"
-    assert cfg.trainer.steps == compose_config([f"+experiment={experiment}"]).trainer.steps
+    bound = compose_config([f"+experiment={experiment}", "algorithm=source_only"])
+    recipe = compose_config([f"+experiment={experiment}"])
+    assert bound.algorithm._target_ == "dann.algorithms.bounds.SourceOnly"
+    assert {**bound, "algorithm": None} == {**recipe, "algorithm": None}
+
+
+def test_a_run_is_told_when_its_algorithm_cannot_take_the_experiments_self_training():
+    choices = {"algorithm": "vada", "self_training": "mean_teacher"}
+    vada = compose_config(["+experiment=mnist_m_self_training", "algorithm=vada"])
+    assert "algorithm=vada takes no self-training" in self_training_note(vada, choices)
+    dann = compose_config(["+experiment=mnist_m_self_training"])
+    assert self_training_note(dann, {**choices, "algorithm": "dann"}) is None
+    assert self_training_note(vada, {**choices, "self_training": "none"}) is None
 
 
 def test_command_line_overrides_reach_the_objects():

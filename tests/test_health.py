@@ -160,7 +160,7 @@ def test_a_domain_classifier_idle_by_design_is_not_reported_as_not_learning():
 
 
 def test_adaptation_steps_are_all_steps_but_dirt_t_refinement_and_none_for_the_bounds():
-    assert DANN.adaptation_steps(1000, domain_loss_weight=1.0) == 1000
+    assert DANN.adaptation_steps(1000) == 1000
     assert SourceOnly.adaptation_steps(1000) == 0
     assert DIRTT.adaptation_steps(1000, refinement_fraction=0.25) == 750
     assert DIRTT.adaptation_steps(1000) == round(1000 * (1 - DIRTT.settings()["refinement_fraction"][1]))

@@ -51,7 +51,8 @@ class Algorithm:
     """Trains an `AdaptationModel`: one tape over `total_loss(forward(...))`, applied to every trainable variable.
 
     Subclasses define `forward`, `total_loss` and `gradient_paths` (and may override the
-    hooks `before_update`, `training_datasets`, `checkpoint_state`, `classifier` and `finish`); their constructors
+    hooks `before_update`, `training_datasets`, `checkpoint_state`, `classifier`, `finish`, and
+    `adaptation_steps` if the domain classifier stops training before the end); their constructors
     take their hyperparameters by keyword and pass the rest, `**machinery`, here. A subclass that
     extends another algorithm's hyperparameters takes them as `**<parent>_settings` instead and
     passes them to the parent's constructor (`DIRTT` takes VADA's so); `settings()` lists them all.
@@ -125,8 +126,14 @@ class Algorithm:
     @classmethod
     def adaptation_steps(cls, total_steps: int, **hyperparameters: Any) -> int:
         """How many steps, from the first, train the domain classifier and, through the reversal, the features
-        against it: all of them, or none without a reversal. `hyperparameters`: as the constructor takes them."""
+        against it: all of them, or none without a reversal. `hyperparameters`: as the constructor takes them
+        (an override reads them by those names; `run_adaptation_steps` passes the attributes of the same names)."""
         return total_steps if cls.REVERSED_LOSS is not None else 0
+
+    def run_adaptation_steps(self) -> int:
+        """`adaptation_steps` of this instance's run, from its `total_steps` and the hyperparameters it keeps by name."""
+        kept = {name: getattr(self, name) for name in self.settings() if hasattr(self, name)}
+        return self.adaptation_steps(self.total_steps, **kept)
 
     @classmethod
     def only_machinery(cls, machinery: dict[str, Any]) -> dict[str, Any]:
