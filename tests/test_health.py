@@ -8,13 +8,16 @@ import math
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 import dann.loop
 from dann.algorithms import DANN, DIRTT, SourceOnly
-from dann.config import build_algorithm, build_datasets, build_model, trainer_settings
+from dann.config import build_algorithm, build_datasets, build_model, compose_config, trainer_settings
 from dann.health import HealthMonitor, prediction_health
 from dann.health.advice import RULES, Finding, Rule, RunContext, streak_score
+from dann.health.report import health_report
 from dann.loop import fit
+from dann.runs import CONFIG_FILE, METRICS_FILE
 
 
 def test_balanced_confident_predictions():
@@ -157,6 +160,18 @@ def test_a_domain_classifier_idle_by_design_is_not_reported_as_not_learning():
     assert _monitor_of(refining, refining_from_700)[1] == []
     before_refinement = [_evaluation(step, **idle) for step in (600, 700)]
     assert _monitor_of(before_refinement, refining_from_700)[1] == [("domain_classifier_not_learning", 700)]
+
+
+def test_the_health_report_of_a_dirt_t_run_knows_when_its_refinement_began(tmp_path):
+    cfg = compose_config(["+experiment=moons", "algorithm=dirt_t", "algorithm.refinement_fraction=0.5", "trainer.steps=1000"])
+    OmegaConf.save(cfg, tmp_path / CONFIG_FILE)
+    idle = {"domain_classifier_accuracy": 0.5, "domain_classifier_gradient_norm": 0.0}
+    with open(tmp_path / METRICS_FILE, "w") as stream:  # the domain classifier idle from step 500 on, as refinement makes it
+        stream.writelines(json.dumps(_evaluation(step, **idle)) + "\n" for step in (600, 700, 800))
+    assert health_report(tmp_path)[1].warnings == []
+    cfg.algorithm.refinement_fraction = 0.1  # refinement from step 900: the same records now show a stalled classifier
+    OmegaConf.save(cfg, tmp_path / CONFIG_FILE)
+    assert [warning.rule for warning in health_report(tmp_path)[1].warnings] == ["domain_classifier_not_learning"]
 
 
 def test_adaptation_steps_are_all_steps_but_dirt_t_refinement_and_none_for_the_bounds():
