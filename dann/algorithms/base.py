@@ -126,14 +126,12 @@ class Algorithm:
     @classmethod
     def adaptation_steps(cls, total_steps: int, **hyperparameters: Any) -> int:
         """How many steps, from the first, train the domain classifier and, through the reversal, the features
-        against it: all of them, or none without a reversal. `hyperparameters`: as the constructor takes them
-        (an override reads them by those names; `run_adaptation_steps` passes the attributes of the same names)."""
+        against it: all of them, or none without a reversal. `hyperparameters`: as the constructor takes them."""
         return total_steps if cls.REVERSED_LOSS is not None else 0
 
     def run_adaptation_steps(self) -> int:
-        """`adaptation_steps` of this instance's run, from its `total_steps` and the hyperparameters it keeps by name."""
-        kept = {name: getattr(self, name) for name in self.settings() if hasattr(self, name)}
-        return self.adaptation_steps(self.total_steps, **kept)
+        """`adaptation_steps` of this instance's run (an algorithm whose count depends on its hyperparameters overrides it)."""
+        return self.adaptation_steps(self.total_steps)
 
     @classmethod
     def only_machinery(cls, machinery: dict[str, Any]) -> dict[str, Any]:

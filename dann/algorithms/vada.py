@@ -168,7 +168,6 @@ class DIRTT(VADA):
             refinement_fraction=refinement_fraction, teacher_weight=teacher_weight, teacher_update_every=teacher_update_every
         )
         super().__init__(model, optimizer, adaptation_schedule, total_steps, **vada_settings)
-        self.refinement_fraction = refinement_fraction
         self.refinement_start = self.adaptation_steps(total_steps, refinement_fraction=refinement_fraction)
         self.teacher_weight = self.target_entropy_weight if teacher_weight is None else teacher_weight
         self.teacher_update_every = int(teacher_update_every)
@@ -180,6 +179,9 @@ class DIRTT(VADA):
     def adaptation_steps(cls, total_steps: int, refinement_fraction: float = REFINEMENT_FRACTION, **hyperparameters: Any) -> int:
         """VADA's phase: refinement, the last `refinement_fraction` of the steps, trains no domain classifier."""
         return round(total_steps * (1.0 - refinement_fraction))
+
+    def run_adaptation_steps(self) -> int:
+        return self.refinement_start
 
     def before_update(self, step: tf.Tensor) -> None:
         """Enters refinement at its first step, and takes a teacher snapshot every `teacher_update_every` steps of it."""
