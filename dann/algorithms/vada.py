@@ -129,12 +129,15 @@ class DIRTT(VADA):
     the target alone: with `h_{n-1}` the teacher, a frozen copy of the classifier taken
     every `teacher_update_every` steps,
 
-        L = lambda_t * (H(x_t) + L_v(x_t)) + beta * KL(h_{n-1}(x_t) || h(x_t))
+        L = lambda_t * (H(x_t) + L_v(x_t)) + beta * KL(h_{n-1}(x_t) || h(x_t)) + w_b * B(x_t)
 
     moving the decision boundaries away from target data while staying close to the
     previous model (the paper's natural-gradient step). During refinement the source and
     domain terms get weight 0 (the domain classifier then stops training). The paper's
-    teacher is an exponential moving average of the weights; here it is a snapshot.
+    teacher is an exponential moving average of the weights; here it is a snapshot. `B`
+    (`losses.class_imbalance`, 0 by default as in the paper) keeps the batch's mean
+    prediction near uniform: refining a weak model on entropy alone can pile the target
+    onto a few classes, which `B` prevents.
 
     Args:
         model, optimizer, adaptation_schedule, total_steps: see `Algorithm`.
@@ -142,6 +145,8 @@ class DIRTT(VADA):
         teacher_weight: `beta`, > 0; `None` (the default): equal to `lambda_t`
             (`target_entropy_weight`), as in the paper's code, where both are 0.01.
         teacher_update_every: steps between teacher snapshots during refinement, >= 1.
+        class_balance_weight: `w_b`, >= 0: the weight of the target batch's class imbalance during
+            refinement only (the paper's DIRT-T: 0).
         **vada_settings: `VADA`'s hyperparameters (and `jit_compile`, `strategy`, `feature_pass`), as in `VADA`.
     """
 
@@ -150,6 +155,7 @@ class DIRTT(VADA):
         "refinement_fraction": FRACTION,
         "teacher_weight": POSITIVE,
         "teacher_update_every": POSITIVE_INTEGER,
+        "class_balance_weight": NON_NEGATIVE,
     }
     CONSTANTS = (*VADA.CONSTANTS, "teacher_probabilities")
 
@@ -162,15 +168,20 @@ class DIRTT(VADA):
         refinement_fraction: float = REFINEMENT_FRACTION,
         teacher_weight: float | None = None,
         teacher_update_every: int = 1000,
+        class_balance_weight: float = 0.0,
         **vada_settings,
     ):
         self.check_hyperparameters(
-            refinement_fraction=refinement_fraction, teacher_weight=teacher_weight, teacher_update_every=teacher_update_every
+            refinement_fraction=refinement_fraction,
+            teacher_weight=teacher_weight,
+            teacher_update_every=teacher_update_every,
+            class_balance_weight=class_balance_weight,
         )
         super().__init__(model, optimizer, adaptation_schedule, total_steps, **vada_settings)
         self.refinement_start = self.adaptation_steps(total_steps, refinement_fraction=refinement_fraction)
         self.teacher_weight = self.target_entropy_weight if teacher_weight is None else teacher_weight
         self.teacher_update_every = int(teacher_update_every)
+        self.class_balance_weight = class_balance_weight
         with self.strategy.scope():
             self.teacher = frozen_classifier(model, name="teacher")
             self.refining = tf.Variable(0.0, trainable=False, name="refining")  # 1.0 once refinement has begun
@@ -199,18 +210,26 @@ class DIRTT(VADA):
         return {**super().checkpoint_state(), "teacher": self.teacher}
 
     def forward(self, source_x, source_y, target_x, lambda_, training=True) -> Metrics:
-        """VADA's terms, `teacher_kl` (nats) on the target batch, and the teacher's probabilities."""
+        """VADA's terms, `teacher_kl` (nats) on the target batch, the teacher's probabilities, and with
+        `class_balance_weight` the target batch's `class_imbalance` (nats)."""
         terms, target_logits = self._terms_and_target_logits(source_x, source_y, target_x, lambda_, training)
+        if self.class_balance_weight:
+            terms["class_imbalance"] = losses.class_imbalance(target_logits)
         teacher_logits = self.teacher(target_x, training=False)
         terms["teacher_kl"] = losses.kl_divergence(teacher_logits, target_logits)
         terms["teacher_probabilities"] = tf.nn.softmax(tf.cast(teacher_logits, tf.float32))
         return terms
 
     def total_loss(self, terms: Metrics) -> tf.Tensor:
-        """VADA's loss, then `lambda_t * (target_entropy + target_vat) + beta * teacher_kl` once refining."""
+        """VADA's loss, then `lambda_t * (target_entropy + target_vat) + beta * teacher_kl (+ w_b * class_imbalance)` once refining."""
         target_terms = self.target_entropy_weight * (terms["target_entropy"] + terms["target_vat"])
         refinement = target_terms + self.teacher_weight * terms["teacher_kl"]
+        if self.class_balance_weight:
+            refinement += self.class_balance_weight * terms["class_imbalance"]
         return (1.0 - self.refining) * super().total_loss(terms) + self.refining * refinement
 
     def gradient_paths(self) -> dict[str, frozenset[str]]:
-        return {**super().gradient_paths(), "teacher_kl": CLASSIFIER}
+        paths = {**super().gradient_paths(), "teacher_kl": CLASSIFIER}
+        if self.class_balance_weight:
+            paths["class_imbalance"] = CLASSIFIER
+        return paths
