@@ -309,6 +309,16 @@ def _evaluate(algorithm: Algorithm, datasets: DomainDatasets, settings: TrainerS
     return figures
 
 
+def layer_random_states(model: keras.Model) -> list[keras.Variable]:
+    """The seed states of `model`'s random layers (dropout, Gaussian noise), in a fixed order.
+
+    Keras keeps them among `model.variables` but not `model.weights`, and a checkpoint of the
+    model leaves them out: without them a resumed run would draw its first step's dropout masks again.
+    """
+    weights = {id(weight) for weight in model.weights}
+    return [variable for variable in model.variables if id(variable) not in weights]
+
+
 class _RunState:
     """What `fit` keeps: in the run directory checkpoints, metrics, TensorBoard events, the selected weights; in memory its tallies."""
 
@@ -329,6 +339,7 @@ class _RunState:
         if run_dir is None:
             return
         algorithm_state = algorithm.checkpoint_state()
+        random_states = layer_random_states(algorithm.model)
         checkpoint = tf.train.Checkpoint(
             model=algorithm.model,
             optimizer=algorithm.optimizer,
@@ -337,6 +348,7 @@ class _RunState:
             best_value=self.best_value,
             best_step=self.best_step,
             **({"algorithm": tf.train.Checkpoint(**algorithm_state)} if algorithm_state else {}),
+            **({"random_states": random_states} if random_states else {}),
         )
         self.manager = tf.train.CheckpointManager(checkpoint, run_dir / CHECKPOINT_DIR, max_to_keep=settings.keep_checkpoints)
 

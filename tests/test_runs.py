@@ -61,6 +61,7 @@ def run_of_40_steps(tmp_path_factory) -> tuple[Path, dict]:
         ("algorithm=dann", signal.SIGINT, KeyboardInterrupt),
         ("algorithm=dirt_t algorithm.refinement_fraction=0.75 algorithm.teacher_update_every=15", signal.SIGINT, KeyboardInterrupt),
         ("algorithm=dann", signal.SIGTERM, Preempted),
+        ("algorithm=dann +model.feature_extractor.dropout=0.5", signal.SIGINT, KeyboardInterrupt),  # random state to restore
     ],
 )
 def test_interrupted_run_resumes_to_the_same_metrics(tmp_path, monkeypatch, request, algorithm, stop, raised):
