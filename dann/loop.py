@@ -2,8 +2,9 @@
 
 With a run directory, `fit` keeps there:
   checkpoints/      `tf.train.CheckpointManager` checkpoints: model, optimizer, step, the
-                    input pipeline's position, and the model-selection state; `fit`
-                    resumes from the latest one
+                    input pipeline's position, the random layers' seed states, the
+                    algorithm's state and the model-selection state; `fit` resumes from
+                    the latest one
   metrics.jsonl     one JSON line per logging or evaluation interval, each with its wall time
                     (`elapsed_seconds` since the process started; evaluations also `eval_seconds`)
   tensorboard/      the same figures as TensorBoard scalars
@@ -313,7 +314,7 @@ def layer_random_states(model: keras.Model) -> list[keras.Variable]:
     """The seed states of `model`'s random layers (dropout, Gaussian noise), in a fixed order.
 
     Keras keeps them among `model.variables` but not `model.weights`, and a checkpoint of the
-    model leaves them out: without them a resumed run would draw its first step's dropout masks again.
+    model leaves them out: without them a resumed run would draw its first steps' masks again.
     """
     weights = {id(weight) for weight in model.weights}
     return [variable for variable in model.variables if id(variable) not in weights]
@@ -340,7 +341,7 @@ class _RunState:
             return
         algorithm_state = algorithm.checkpoint_state()
         random_states = layer_random_states(algorithm.model)
-        checkpoint = tf.train.Checkpoint(
+        contents = dict(
             model=algorithm.model,
             optimizer=algorithm.optimizer,
             step=self.step,
@@ -348,8 +349,10 @@ class _RunState:
             best_value=self.best_value,
             best_step=self.best_step,
             **({"algorithm": tf.train.Checkpoint(**algorithm_state)} if algorithm_state else {}),
-            **({"random_states": random_states} if random_states else {}),
         )
+        checkpoint = tf.train.Checkpoint(**contents, **({"random_states": random_states} if random_states else {}))
+        # What a checkpoint written before the seed states were saved holds: all the rest.
+        self.without_random_states = tf.train.Checkpoint(**contents) if random_states else None
         self.manager = tf.train.CheckpointManager(checkpoint, run_dir / CHECKPOINT_DIR, max_to_keep=settings.keep_checkpoints)
 
     def restore(self) -> int:
@@ -377,7 +380,7 @@ class _RunState:
     def _restore_newest(self) -> int:
         for path in reversed(self.manager.checkpoints):
             try:
-                self.manager.checkpoint.restore(path).assert_existing_objects_matched()
+                self._restore(path)
                 break
             except (tf.errors.OpError, IndexError, ValueError, AssertionError) as error:
                 reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -389,6 +392,18 @@ class _RunState:
             )
         self.saved_step = int(self.step.numpy())
         return self.saved_step
+
+    def _restore(self, path: str) -> None:
+        holds_random_states = any(name.startswith("random_states/") for name, _ in tf.train.list_variables(path))
+        if self.without_random_states is None or holds_random_states:
+            self.manager.checkpoint.restore(path).assert_existing_objects_matched()
+            return
+        self.without_random_states.restore(path).assert_existing_objects_matched()
+        log.warning(
+            "checkpoint %s holds no seed states of the dropout and noise layers (an older dann wrote it): resuming, "
+            "but these layers draw their first steps' masks again, so the run will differ from an uninterrupted one",
+            path,
+        )
 
     def latest_step(self) -> int | None:
         """The step of the newest checkpoint saved or restored, `None` before any."""

@@ -332,7 +332,8 @@ def test_dirt_t_class_balance_weighs_in_refinement_only():
     algorithm.refining.assign(0.0)
     np.testing.assert_allclose(float(algorithm.total_loss(terms)), float(VADA.total_loss(algorithm, terms)), rtol=1e-6)
     algorithm.refining.assign(1.0)
-    refinement = 0.01 * (terms["target_entropy"] + terms["target_vat"]) + 0.01 * terms["teacher_kl"] + 2 * terms["class_imbalance"]
+    target_terms = algorithm.target_entropy_weight * (terms["target_entropy"] + terms["target_vat"])
+    refinement = target_terms + algorithm.teacher_weight * terms["teacher_kl"] + 2 * terms["class_imbalance"]
     np.testing.assert_allclose(float(algorithm.total_loss(terms)), float(refinement), rtol=1e-6)
 
 

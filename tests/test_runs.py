@@ -86,6 +86,18 @@ def test_interrupted_run_resumes_to_the_same_metrics(tmp_path, monkeypatch, requ
     assert resumed["target_test_accuracy"] == whole["target_test_accuracy"]
 
 
+def test_a_checkpoint_without_the_random_states_resumes_with_a_warning(tmp_path, monkeypatch, caplog):
+    cfg = _cfg(*FORTY_STEPS, "+model.feature_extractor.dropout=0.5")
+    monkeypatch.setattr("dann.loop.layer_random_states", lambda model: [])  # checkpoints as an older dann wrote them
+    monkeypatch.setattr("dann.experiment.fit", _fit_signalled_in_call(2, signal.SIGINT))
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path)
+    monkeypatch.undo()
+    resumed = train(cfg, tmp_path)
+    assert resumed["resumed_from_step"] == 20
+    assert "holds no seed states of the dropout and noise layers" in caplog.text
+
+
 def _fit_signalled_in_call(call: int, number: signal.Signals):
     """`fit` that sends this process the signal `number` during its `call`-th compiled call."""
 

@@ -134,10 +134,10 @@ class DIRTT(VADA):
     moving the decision boundaries away from target data while staying close to the
     previous model (the paper's natural-gradient step). During refinement the source and
     domain terms get weight 0 (the domain classifier then stops training). The paper's
-    teacher is an exponential moving average of the weights; here it is a snapshot. `B`
-    (`losses.class_imbalance`, 0 by default as in the paper) keeps the batch's mean
-    prediction near uniform: refining a weak model on entropy alone can pile the target
-    onto a few classes, which `B` prevents.
+    teacher is an exponential moving average of the weights; here it is a snapshot.
+    `w_b * B` (`losses.class_imbalance`; `w_b` 0 by default, as in the paper) pulls the
+    batch's mean prediction towards uniform, against refinement piling the target onto a
+    few classes.
 
     Args:
         model, optimizer, adaptation_schedule, total_steps: see `Algorithm`.
@@ -229,7 +229,5 @@ class DIRTT(VADA):
         return (1.0 - self.refining) * super().total_loss(terms) + self.refining * refinement
 
     def gradient_paths(self) -> dict[str, frozenset[str]]:
-        paths = {**super().gradient_paths(), "teacher_kl": CLASSIFIER}
-        if self.class_balance_weight:
-            paths["class_imbalance"] = CLASSIFIER
-        return paths
+        # DANN's paths (through VADA's) already declare `class_imbalance` when its weight is set.
+        return {**super().gradient_paths(), "teacher_kl": CLASSIFIER}
