@@ -394,8 +394,7 @@ class _RunState:
         return self.saved_step
 
     def _restore(self, path: str) -> None:
-        holds_random_states = any(name.startswith("random_states/") for name, _ in tf.train.list_variables(path))
-        if self.without_random_states is None or holds_random_states:
+        if self.without_random_states is None or any(name.startswith("random_states/") for name, _ in tf.train.list_variables(path)):
             self.manager.checkpoint.restore(path).assert_existing_objects_matched()
             return
         self.without_random_states.restore(path).assert_existing_objects_matched()
