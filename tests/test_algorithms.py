@@ -321,8 +321,10 @@ def test_dirt_t_refines_with_a_teacher_snapshot_on_schedule():
     assert [step for step, taken in snapshots.items() if taken] == [0, 5, 8]  # 0: the teacher starts as a copy
 
 
-def test_dirt_t_class_balance_weighs_in_refinement_only():
-    algorithm, _, (source_x, source_y, target_x, step) = _built("dirt_t", "algorithm.class_balance_weight=2")
+def test_dirt_t_class_balance_and_source_weigh_in_refinement_only():
+    algorithm, _, (source_x, source_y, target_x, step) = _built(
+        "dirt_t", "algorithm.class_balance_weight=2", "algorithm.refinement_source_weight=3"
+    )
     coverage, flow = verify_gradients(algorithm, source_x, source_y, target_x, step)
     assert coverage.ok and flow.ok, (coverage, flow)
     assert flow.norms["class_imbalance"]["feature_extractor"] is not None
@@ -333,7 +335,7 @@ def test_dirt_t_class_balance_weighs_in_refinement_only():
     np.testing.assert_allclose(float(algorithm.total_loss(terms)), float(VADA.total_loss(algorithm, terms)), rtol=1e-6)
     algorithm.refining.assign(1.0)
     target_terms = algorithm.target_entropy_weight * (terms["target_entropy"] + terms["target_vat"])
-    refinement = target_terms + algorithm.teacher_weight * terms["teacher_kl"] + 2 * terms["class_imbalance"]
+    refinement = target_terms + algorithm.teacher_weight * terms["teacher_kl"] + 2 * terms["class_imbalance"] + 3 * terms["label_loss"]
     np.testing.assert_allclose(float(algorithm.total_loss(terms)), float(refinement), rtol=1e-6)
 
 
@@ -386,7 +388,7 @@ def test_each_algorithm_accepts_exactly_the_hyperparameters_it_uses():
         assert set(algorithm.HYPERPARAMETERS) <= set(algorithm.settings()), algorithm.__name__
     # DIRT-T extends VADA: VADA's hyperparameters, with VADA's defaults, and its own.
     assert {**VADA.settings(), **DIRTT.settings()} == DIRTT.settings()
-    own = {"refinement_fraction", "teacher_weight", "teacher_update_every", "class_balance_weight"}
+    own = {"refinement_fraction", "teacher_weight", "teacher_update_every", "class_balance_weight", "refinement_source_weight"}
     assert set(DIRTT.settings()) - set(VADA.settings()) == own
     # DANN's self-training settings are not VADA's or CDAN's: passing one is an error, not silently ignored.
     model = _built("vada")[0].model

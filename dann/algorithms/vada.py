@@ -129,15 +129,17 @@ class DIRTT(VADA):
     the target alone: with `h_{n-1}` the teacher, a frozen copy of the classifier taken
     every `teacher_update_every` steps,
 
-        L = lambda_t * (H(x_t) + L_v(x_t)) + beta * KL(h_{n-1}(x_t) || h(x_t)) + w_b * B(x_t)
+        L = lambda_t * (H(x_t) + L_v(x_t)) + beta * KL(h_{n-1}(x_t) || h(x_t)) + w_b * B(x_t) + w_s * L_y
 
     moving the decision boundaries away from target data while staying close to the
-    previous model (the paper's natural-gradient step). During refinement the source and
-    domain terms get weight 0 (the domain classifier then stops training). The paper's
+    previous model (the paper's natural-gradient step). During refinement the domain and
+    source VAT terms get weight 0 (the domain classifier then stops training). The paper's
     teacher is an exponential moving average of the weights; here it is a snapshot.
-    `w_b * B` (`losses.class_imbalance`; `w_b` 0 by default, as in the paper) pulls the
-    batch's mean prediction towards uniform, against refinement piling the target onto a
-    few classes.
+    Two terms the paper does not have, both 0 by default: `w_b * B`
+    (`losses.class_imbalance`) pulls the batch's mean prediction towards uniform, against
+    refinement piling the target onto a few classes; `w_s * L_y`, the source label loss,
+    keeps the features from drifting off what the source taught, for a starting model too
+    weak for target-only refinement.
 
     Args:
         model, optimizer, adaptation_schedule, total_steps: see `Algorithm`.
@@ -147,6 +149,8 @@ class DIRTT(VADA):
         teacher_update_every: steps between teacher snapshots during refinement, >= 1.
         class_balance_weight: `w_b`, >= 0: the weight of the target batch's class imbalance during
             refinement only (the paper's DIRT-T: 0).
+        refinement_source_weight: `w_s`, >= 0: the weight of the source label loss during
+            refinement (the paper's DIRT-T: 0).
         **vada_settings: `VADA`'s hyperparameters (and `jit_compile`, `strategy`, `feature_pass`), as in `VADA`.
     """
 
@@ -156,6 +160,7 @@ class DIRTT(VADA):
         "teacher_weight": POSITIVE,
         "teacher_update_every": POSITIVE_INTEGER,
         "class_balance_weight": NON_NEGATIVE,
+        "refinement_source_weight": NON_NEGATIVE,
     }
     CONSTANTS = (*VADA.CONSTANTS, "teacher_probabilities")
 
@@ -169,6 +174,7 @@ class DIRTT(VADA):
         teacher_weight: float | None = None,
         teacher_update_every: int = 1000,
         class_balance_weight: float = 0.0,
+        refinement_source_weight: float = 0.0,
         **vada_settings,
     ):
         self.check_hyperparameters(
@@ -176,12 +182,14 @@ class DIRTT(VADA):
             teacher_weight=teacher_weight,
             teacher_update_every=teacher_update_every,
             class_balance_weight=class_balance_weight,
+            refinement_source_weight=refinement_source_weight,
         )
         super().__init__(model, optimizer, adaptation_schedule, total_steps, **vada_settings)
         self.refinement_start = self.adaptation_steps(total_steps, refinement_fraction=refinement_fraction)
         self.teacher_weight = self.target_entropy_weight if teacher_weight is None else teacher_weight
         self.teacher_update_every = int(teacher_update_every)
         self.class_balance_weight = class_balance_weight
+        self.refinement_source_weight = refinement_source_weight
         with self.strategy.scope():
             self.teacher = frozen_classifier(model, name="teacher")
             self.refining = tf.Variable(0.0, trainable=False, name="refining")  # 1.0 once refinement has begun
@@ -221,11 +229,14 @@ class DIRTT(VADA):
         return terms
 
     def total_loss(self, terms: Metrics) -> tf.Tensor:
-        """VADA's loss, then `lambda_t * (target_entropy + target_vat) + beta * teacher_kl (+ w_b * class_imbalance)` once refining."""
+        """VADA's loss, then `lambda_t * (target_entropy + target_vat) + beta * teacher_kl`
+        (`+ w_b * class_imbalance + w_s * label_loss`) once refining."""
         target_terms = self.target_entropy_weight * (terms["target_entropy"] + terms["target_vat"])
         refinement = target_terms + self.teacher_weight * terms["teacher_kl"]
         if self.class_balance_weight:
             refinement += self.class_balance_weight * terms["class_imbalance"]
+        if self.refinement_source_weight:
+            refinement += self.refinement_source_weight * terms["label_loss"]
         return (1.0 - self.refining) * super().total_loss(terms) + self.refining * refinement
 
     def gradient_paths(self) -> dict[str, frozenset[str]]:
