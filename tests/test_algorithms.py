@@ -321,7 +321,7 @@ def test_dirt_t_refines_with_a_teacher_snapshot_on_schedule():
     assert [step for step, taken in snapshots.items() if taken] == [0, 5, 8]  # 0: the teacher starts as a copy
 
 
-def test_dirt_t_class_balance_and_source_weigh_in_refinement_only():
+def test_dirt_t_refinement_weighs_class_balance_and_source_loss():
     algorithm, _, (source_x, source_y, target_x, step) = _built(
         "dirt_t", "algorithm.class_balance_weight=2", "algorithm.refinement_source_weight=3"
     )
@@ -335,7 +335,9 @@ def test_dirt_t_class_balance_and_source_weigh_in_refinement_only():
     np.testing.assert_allclose(float(algorithm.total_loss(terms)), float(VADA.total_loss(algorithm, terms)), rtol=1e-6)
     algorithm.refining.assign(1.0)
     target_terms = algorithm.target_entropy_weight * (terms["target_entropy"] + terms["target_vat"])
-    refinement = target_terms + algorithm.teacher_weight * terms["teacher_kl"] + 2 * terms["class_imbalance"] + 3 * terms["label_loss"]
+    refinement = target_terms + algorithm.teacher_weight * terms["teacher_kl"] + 2 * terms["class_imbalance"]
+    np.testing.assert_allclose(float(algorithm.total_loss(terms)), float(refinement + 3 * terms["label_loss"]), rtol=1e-6)
+    algorithm.refinement_source_weight = 0.0  # the paper's refinement: the target alone
     np.testing.assert_allclose(float(algorithm.total_loss(terms)), float(refinement), rtol=1e-6)
 
 

@@ -126,7 +126,7 @@ class DIRTT(VADA):
     """Decision-boundary iterative refinement training with a teacher (Shu et al., ICLR 2018, equation 9).
 
     Trains as `VADA` for the first `1 - refinement_fraction` of the steps, then refines on
-    the target alone: with `h_{n-1}` the teacher, a frozen copy of the classifier taken
+    the target (alone unless `w_s` > 0): with `h_{n-1}` the teacher, a frozen copy of the classifier taken
     every `teacher_update_every` steps,
 
         L = lambda_t * (H(x_t) + L_v(x_t)) + beta * KL(h_{n-1}(x_t) || h(x_t)) + w_b * B(x_t) + w_s * L_y
