@@ -126,8 +126,8 @@ class DIRTT(VADA):
     """Decision-boundary iterative refinement training with a teacher (Shu et al., ICLR 2018, equation 9).
 
     Trains as `VADA` for the first `1 - refinement_fraction` of the steps, then refines on
-    the target (alone unless `w_s` > 0): with `h_{n-1}` the teacher, a frozen copy of the classifier taken
-    every `teacher_update_every` steps,
+    the target (alone unless `w_s` > 0): with `h_{n-1}` the teacher, a frozen copy of the
+    classifier taken every `teacher_update_every` steps,
 
         L = lambda_t * (H(x_t) + L_v(x_t)) + beta * KL(h_{n-1}(x_t) || h(x_t)) + w_b * B(x_t) + w_s * L_y
 
@@ -138,8 +138,8 @@ class DIRTT(VADA):
     Two terms the paper does not have, both 0 by default: `w_b * B`
     (`losses.class_imbalance`) pulls the batch's mean prediction towards uniform, against
     refinement piling the target onto a few classes; `w_s * L_y`, the source label loss,
-    keeps the features from drifting off what the source taught, for a starting model too
-    weak for target-only refinement.
+    anchors the classifier to the source labels when the starting model is too weak for
+    target-only refinement.
 
     Args:
         model, optimizer, adaptation_schedule, total_steps: see `Algorithm`.
